@@ -1,0 +1,100 @@
+//! The inbox: which messages this service has already acted on.
+//!
+//! A consumer calls [`record_inbox_message`] inside the transaction that applies
+//! the message's effect. If the id is new, the effect commits together with it;
+//! if it was seen before (a redelivery, or a duplicate publish past JetStream's
+//! window) the consumer skips the effect and just acknowledges. Either way the
+//! effect happens exactly once.
+
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use super::consumer::Delivery;
+
+/// Records `message_id` as handled by `consumer`; `false` if it was already (the
+/// caller then commits without applying anything, which keeps the count of
+/// duplicate deliveries).
+///
+/// # Errors
+/// If the database fails.
+#[tracing::instrument(name = "db.record_inbox_message", skip(tx))]
+pub async fn record_inbox_message(
+    tx: &mut Transaction<'_, Postgres>,
+    message_id: Uuid,
+    subject: &str,
+    consumer: &str,
+) -> Result<bool, sqlx::Error> {
+    // A duplicate is counted (and the caller commits that count), so redeliveries
+    // that were absorbed stay visible.
+    sqlx::query_scalar(
+        "INSERT INTO inbox (message_id, subject, consumer) VALUES ($1, $2, $3)
+         ON CONFLICT (message_id) DO UPDATE SET duplicate_deliveries = inbox.duplicate_deliveries + 1
+         RETURNING duplicate_deliveries = 0",
+    )
+    .bind(message_id)
+    .bind(subject)
+    .bind(consumer)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// Opens the transaction that applies `delivery` and records its message in the
+/// inbox first. `None` if the message was applied before: the duplicate is
+/// counted and committed, and the caller only acknowledges it.
+///
+/// # Errors
+/// If the database fails.
+pub async fn begin_unless_applied(
+    pool: &PgPool,
+    delivery: &Delivery,
+) -> Result<Option<Transaction<'static, Postgres>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let message_id = delivery.message.message_id;
+    if record_inbox_message(&mut tx, message_id, &delivery.subject, delivery.consumer).await? {
+        return Ok(Some(tx));
+    }
+    tracing::info!(%message_id, "duplicate delivery; already applied");
+    tx.commit().await?;
+    Ok(None)
+}
+
+/// Ends the handling of a command: `reply` goes into the outbox, caused by the
+/// command and correlated with its saga, in the same transaction as the inbox row
+/// and the command's effect, which then commits. `producer` names the service.
+///
+/// # Errors
+/// A transient [`HandlingError`] if the outbox write or the commit fails (the
+/// command is then redelivered and nothing of it was kept).
+pub async fn commit_with_reply(
+    mut tx: Transaction<'static, Postgres>,
+    delivery: &Delivery,
+    reply: microcosm_proto::messaging::envelope::Body,
+    producer: &'static str,
+) -> Result<(), super::consumer::HandlingError> {
+    let message = &delivery.message;
+    tracing::info!(
+        reply = super::envelope::type_name(&reply),
+        "command applied"
+    );
+    let envelope = super::envelope::new_envelope(
+        reply,
+        message.correlation_id,
+        Some(message.message_id),
+        producer,
+    );
+    super::outbox::enqueue(&mut tx, &envelope).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The error for a message on `service`'s command subjects that is not one of its
+/// commands: it can never be handled, so it is dead-lettered.
+pub fn not_a_command(
+    service: &str,
+    body: &microcosm_proto::messaging::envelope::Body,
+) -> super::consumer::HandlingError {
+    super::consumer::HandlingError::Permanent(format!(
+        "{service} has no command {:?}",
+        super::envelope::type_name(body)
+    ))
+}

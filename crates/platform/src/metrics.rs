@@ -1,0 +1,226 @@
+//! The services' OpenTelemetry metrics, exported over OTLP with the traces (see
+//! [`crate::telemetry`]). Names follow the OpenTelemetry semantic conventions
+//! where one exists (`rpc.server.call.duration`, `db.client.connection.count`);
+//! Microcosm's own are under `microcosm.`. docs/observability.md lists them.
+//!
+//! The instruments are created on first use, from the global meter provider that
+//! `init_telemetry` installs; before that (and in unit tests) they record nothing.
+
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter};
+use sqlx::PgPool;
+
+struct Instruments {
+    saga_completed: Counter<u64>,
+    saga_step: Histogram<f64>,
+    rpc_duration: Histogram<f64>,
+    dead_letters: Counter<u64>,
+    redeliveries: Counter<u64>,
+    outbox_published: Counter<u64>,
+}
+
+fn meter() -> Meter {
+    opentelemetry::global::meter("microcosm")
+}
+
+fn instruments() -> &'static Instruments {
+    static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
+    INSTRUMENTS.get_or_init(|| {
+        let meter = meter();
+        Instruments {
+            saga_completed: meter
+                .u64_counter("microcosm.saga.completed")
+                .with_description("Orders whose saga ended, by outcome and reason")
+                .with_unit("{order}")
+                .build(),
+            saga_step: meter
+                .f64_histogram("microcosm.saga.step.duration")
+                .with_description(
+                    "Time a saga spent in a step before moving on (since the step's last send)",
+                )
+                .with_unit("s")
+                .build(),
+            rpc_duration: meter
+                .f64_histogram("rpc.server.call.duration")
+                .with_description("Duration of gRPC calls served, by method and status")
+                .with_unit("s")
+                .build(),
+            dead_letters: meter
+                .u64_counter("microcosm.messaging.dead_letters")
+                .with_description("Messages parked in dead_letters, by consumer")
+                .with_unit("{message}")
+                .build(),
+            redeliveries: meter
+                .u64_counter("microcosm.messaging.redeliveries")
+                .with_description("Deliveries after the first, by consumer")
+                .with_unit("{message}")
+                .build(),
+            outbox_published: meter
+                .u64_counter("microcosm.outbox.published")
+                .with_description("Outbox rows published to JetStream (PubAck received)")
+                .with_unit("{message}")
+                .build(),
+        }
+    })
+}
+
+/// A saga ended: `outcome` is `confirmed` or `cancelled`, `reason` the
+/// cancellation reason (empty for a confirmed order). Call after the commit.
+pub fn saga_completed(outcome: &'static str, reason: &str) {
+    instruments().saga_completed.add(
+        1,
+        &[
+            KeyValue::new("microcosm.saga.outcome", outcome),
+            KeyValue::new("microcosm.saga.reason", reason.to_owned()),
+        ],
+    );
+}
+
+/// A saga left the step `state` after `duration` in it. Call after the commit.
+pub fn saga_step_finished(state: &'static str, duration: std::time::Duration) {
+    instruments().saga_step.record(
+        duration.as_secs_f64(),
+        &[KeyValue::new("microcosm.saga.state", state)],
+    );
+}
+
+/// A gRPC call was served.
+pub fn rpc_served(service: &str, method: &str, status_code: &str, seconds: f64) {
+    instruments().rpc_duration.record(
+        seconds,
+        &[
+            KeyValue::new("rpc.system", "grpc"),
+            KeyValue::new("rpc.service", service.to_owned()),
+            KeyValue::new("rpc.method", method.to_owned()),
+            KeyValue::new("rpc.grpc.status_code", status_code.to_owned()),
+        ],
+    );
+}
+
+/// A message was dead-lettered by `consumer`.
+pub fn dead_lettered(consumer: &'static str) {
+    instruments().dead_letters.add(
+        1,
+        &[KeyValue::new("messaging.consumer.group.name", consumer)],
+    );
+}
+
+/// `consumer` got a message for the second time or later.
+pub fn redelivered(consumer: &'static str) {
+    instruments().redeliveries.add(
+        1,
+        &[KeyValue::new("messaging.consumer.group.name", consumer)],
+    );
+}
+
+/// The outbox relay published `count` rows.
+pub fn outbox_published(count: u64) {
+    instruments().outbox_published.add(count, &[]);
+}
+
+/// Registers the observable gauges: the pool's connections, idle and used, as
+/// `db.client.connection.count`, and the readings below. Call once at start,
+/// after `init_telemetry`.
+///
+/// The gauges' callbacks run on the metric reader's thread while the SDK holds
+/// its pipeline lock, so they only take [`READINGS`]' mutex, never a lock that
+/// registering an instrument could be waiting behind (a lazily registered
+/// gauge once deadlocked a service that way).
+pub fn observe(pool: &PgPool) {
+    let pool = pool.clone();
+    let meter = meter();
+    let _connections = meter
+        .u64_observable_gauge("db.client.connection.count")
+        .with_description("Database connections of the service's pool, by state")
+        .with_unit("{connection}")
+        .with_callback(move |observer| {
+            let size = u64::from(pool.size());
+            let idle = u64::try_from(pool.num_idle()).unwrap_or(0);
+            observer.observe(idle, &[KeyValue::new("db.client.connection.state", "idle")]);
+            observer.observe(
+                size.saturating_sub(idle),
+                &[KeyValue::new("db.client.connection.state", "used")],
+            );
+        })
+        .build();
+    let _pending = meter
+        .u64_observable_gauge("microcosm.outbox.pending")
+        .with_description("Outbox rows not yet published to JetStream")
+        .with_unit("{message}")
+        .with_callback(|observer| observer.observe(read(|r| r.outbox_pending), &[]))
+        .build();
+    let _lag = meter
+        .f64_observable_gauge("microcosm.outbox.lag")
+        .with_description("Age of the oldest unpublished outbox row (0 when none)")
+        .with_unit("s")
+        .with_callback(|observer| observer.observe(read(|r| r.outbox_lag_seconds), &[]))
+        .build();
+    let _sagas = meter
+        .u64_observable_gauge("microcosm.saga.in_flight")
+        .with_description("Sagas not yet ended, by the state they are in (order service)")
+        .with_unit("{order}")
+        .with_callback(|observer| {
+            for (state, count) in read(|r| r.sagas_in_flight.clone()) {
+                observer.observe(count, &[KeyValue::new("microcosm.saga.state", state)]);
+            }
+        })
+        .build();
+    let _consumers = meter
+        .u64_observable_gauge("microcosm.messaging.consumer.lag")
+        .with_description(
+            "Messages a durable consumer has not yet acknowledged (pending + in hand)",
+        )
+        .with_unit("{message}")
+        .with_callback(|observer| {
+            for (consumer, lag) in read(|r| r.consumer_lag.clone()) {
+                observer.observe(
+                    lag,
+                    &[KeyValue::new("messaging.consumer.group.name", consumer)],
+                );
+            }
+        })
+        .build();
+}
+
+/// The latest readings behind the observable gauges, updated by the relay and
+/// the consumers and read whenever metrics are collected.
+struct Readings {
+    outbox_pending: u64,
+    outbox_lag_seconds: f64,
+    consumer_lag: std::collections::BTreeMap<&'static str, u64>,
+    sagas_in_flight: Vec<(&'static str, u64)>,
+}
+
+static READINGS: Mutex<Readings> = Mutex::new(Readings {
+    outbox_pending: 0,
+    outbox_lag_seconds: 0.0,
+    consumer_lag: std::collections::BTreeMap::new(),
+    sagas_in_flight: Vec::new(),
+});
+
+fn readings() -> MutexGuard<'static, Readings> {
+    READINGS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(reading: impl FnOnce(&Readings) -> T) -> T {
+    reading(&readings())
+}
+
+/// The outbox's backlog after a relay round: rows waiting and the oldest's age.
+pub fn outbox_backlog(pending: u64, lag_seconds: f64) {
+    let mut readings = readings();
+    readings.outbox_pending = pending;
+    readings.outbox_lag_seconds = lag_seconds;
+}
+
+/// A durable consumer's lag, as JetStream reports it.
+pub fn consumer_lag(consumer: &'static str, lag: u64) {
+    readings().consumer_lag.insert(consumer, lag);
+}
+
+/// The sagas not yet ended, by state (the order service counts them every second).
+pub fn sagas_in_flight(counts: impl IntoIterator<Item = (&'static str, u64)>) {
+    readings().sagas_in_flight = counts.into_iter().collect();
+}
