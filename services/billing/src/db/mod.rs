@@ -1,0 +1,5 @@
+//! Billing's queries, one module per table.
+
+pub mod accounts;
+pub mod ledger;
+pub mod payments;

@@ -1,0 +1,4 @@
+//! Inventory's queries, one module per table.
+
+pub mod products;
+pub mod reservations;

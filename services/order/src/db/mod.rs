@@ -1,0 +1,4 @@
+//! The order service's queries, one module per aggregate.
+
+pub mod orders;
+pub mod sagas;

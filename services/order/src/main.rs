@@ -1,0 +1,6 @@
+//! The order service binary: everything lives in the library.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    microcosm_platform::service::main::<order_service::Service>().await
+}
