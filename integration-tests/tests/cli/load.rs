@@ -1,0 +1,37 @@
+//! `microcosm load`: the steady load compose's `loadgen` profile runs, against a
+//! real stack. Every order it places exists afterwards and ends, and the audit is
+//! clean: a load generator that doubled or lost orders would hide real bugs.
+
+use std::time::Duration;
+
+use integration_tests::{audit, wait_until_no_order_pending};
+use microcosm_testkit::StackOptions;
+
+use crate::support::Microcosm;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_places_the_orders_asked_for_and_every_one_ends() {
+    let stack = StackOptions {
+        seed_demo_data: true,
+        ..Default::default()
+    }
+    .start()
+    .await
+    .expect("stack");
+    let cli = Microcosm::for_stack(&stack);
+    let run = cli
+        .run(&["load", "--orders", "60", "--rate", "60"])
+        .await
+        .expect_exit(0);
+    assert!(
+        run.stderr
+            .contains("60 placed, 0 retried, 0 could not be placed"),
+        "{}",
+        run.stderr
+    );
+    wait_until_no_order_pending(&stack, Duration::from_secs(60)).await;
+    let report = audit(&stack).await;
+    assert_eq!(report.orders.total, 60, "{report}");
+    assert!(report.orders.confirmed > 0, "{report}");
+    assert!(report.is_clean(), "{report}");
+}
