@@ -47,6 +47,9 @@ enum Command {
     Fault(commands::fault::FaultCommand),
     /// Show an order's trace as a waterfall (from Jaeger, or the local stack's collector).
     Trace(commands::trace::TraceArgs),
+    /// The system's key figures, live: orders, latency, outbox and consumer lag,
+    /// dead letters, memory (from the local stack's metrics, refreshed every second).
+    Top(commands::top::TopArgs),
     /// Check the gRPC health of services (exit 0 only if all are SERVING).
     Health(commands::health::HealthArgs),
     /// Check that the order, inventory and billing databases agree (exit 0 clean,
@@ -78,6 +81,7 @@ async fn main() -> ExitCode {
         Command::Billing(command) => commands::billing::run(&cli.endpoints, command, format).await,
         Command::Fault(command) => commands::fault::run(&cli.endpoints, command).await,
         Command::Trace(args) => commands::trace::run(&cli.endpoints, args).await,
+        Command::Top(args) => commands::top::run(args, cli.json).await,
         Command::Health(args) => commands::health::run(&cli.endpoints, args).await,
         Command::Audit(args) => Ok(commands::audit::run(args, cli.json).await),
         Command::Bench(args) => commands::bench::run(args).await,

@@ -16,10 +16,18 @@ struct Instruments {
     saga_completed: Counter<u64>,
     saga_step: Histogram<f64>,
     rpc_duration: Histogram<f64>,
+    rpc_client_duration: Histogram<f64>,
     dead_letters: Counter<u64>,
     redeliveries: Counter<u64>,
     outbox_published: Counter<u64>,
 }
+
+/// Histogram buckets for durations in seconds, 1 ms to 10 s (the SDK's default
+/// buckets are meant for milliseconds and would put every call in the first).
+const DURATION_BUCKETS: [f64; 16] = [
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+    10.0,
+];
 
 fn meter() -> Meter {
     opentelemetry::global::meter("microcosm")
@@ -41,11 +49,21 @@ fn instruments() -> &'static Instruments {
                     "Time a saga spent in a step before moving on (since the step's last send)",
                 )
                 .with_unit("s")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
                 .build(),
             rpc_duration: meter
                 .f64_histogram("rpc.server.call.duration")
                 .with_description("Duration of gRPC calls served, by method and status")
                 .with_unit("s")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            rpc_client_duration: meter
+                .f64_histogram("rpc.client.call.duration")
+                .with_description(
+                    "Duration of gRPC calls made to other services, by method and status",
+                )
+                .with_unit("s")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
                 .build(),
             dead_letters: meter
                 .u64_counter("microcosm.messaging.dead_letters")
@@ -99,6 +117,19 @@ pub fn rpc_served(service: &str, method: &str, status_code: &str, seconds: f64) 
     );
 }
 
+/// A gRPC call to another service finished (or ran out of time).
+pub fn rpc_called(service: &str, method: &str, status_code: &str, seconds: f64) {
+    instruments().rpc_client_duration.record(
+        seconds,
+        &[
+            KeyValue::new("rpc.system", "grpc"),
+            KeyValue::new("rpc.service", service.to_owned()),
+            KeyValue::new("rpc.method", method.to_owned()),
+            KeyValue::new("rpc.grpc.status_code", status_code.to_owned()),
+        ],
+    );
+}
+
 /// A message was dead-lettered by `consumer`.
 pub fn dead_lettered(consumer: &'static str) {
     instruments().dead_letters.add(
@@ -121,7 +152,8 @@ pub fn outbox_published(count: u64) {
 }
 
 /// Registers the observable gauges: the pool's connections, idle and used, as
-/// `db.client.connection.count`, and the readings below. Call once at start,
+/// `db.client.connection.count`, the process's resident memory as
+/// `process.memory.usage`, and the readings below. Call once at start,
 /// after `init_telemetry`.
 ///
 /// The gauges' callbacks run on the metric reader's thread while the SDK holds
@@ -143,6 +175,16 @@ pub fn observe(pool: &PgPool) {
                 size.saturating_sub(idle),
                 &[KeyValue::new("db.client.connection.state", "used")],
             );
+        })
+        .build();
+    let _memory = meter
+        .u64_observable_gauge("process.memory.usage")
+        .with_description("Resident memory of the service's process (Linux only)")
+        .with_unit("By")
+        .with_callback(|observer| {
+            if let Some(bytes) = resident_memory_bytes() {
+                observer.observe(bytes, &[]);
+            }
         })
         .build();
     let _pending = meter
@@ -182,6 +224,15 @@ pub fn observe(pool: &PgPool) {
             }
         })
         .build();
+}
+
+/// The process's resident set size, from `/proc/self/status` (`VmRSS`, in kB);
+/// `None` where there is no procfs.
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kilobytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kilobytes * 1024)
 }
 
 /// The latest readings behind the observable gauges, updated by the relay and

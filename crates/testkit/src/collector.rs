@@ -4,13 +4,14 @@
 //! so the services' exporters run exactly as they do against Jaeger.
 //!
 //! `microcosm up` runs the same collector and appends every span as one JSON
-//! line to a file, which `microcosm trace` reads when no Jaeger is around.
+//! line to a file, which `microcosm trace` reads when no Jaeger is around; it
+//! also keeps the latest metric points in a JSON file that `microcosm top` reads.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -91,9 +92,68 @@ pub struct CollectedPoint {
     pub attributes: BTreeMap<String, String>,
     /// A sum's or gauge's value; a histogram's count.
     pub value: f64,
+    /// A histogram's sum (0 for other kinds).
+    pub sum: f64,
+    /// A histogram's buckets: (upper bound, count in the bucket), the last one
+    /// unbounded (`f64::INFINITY`). Empty for other kinds.
+    pub buckets: Vec<(f64, u64)>,
 }
 
 impl CollectedPoint {
+    /// The point as one JSON object (the format of the collector's metrics file).
+    pub fn to_json(&self) -> serde_json::Value {
+        let buckets: Vec<serde_json::Value> = self
+            .buckets
+            .iter()
+            .map(|(bound, count)| {
+                // JSON has no infinity: the unbounded bucket's bound is null.
+                let bound = bound.is_finite().then_some(*bound);
+                serde_json::json!([bound, count])
+            })
+            .collect();
+        serde_json::json!({
+            "service": self.service,
+            "metric": self.metric,
+            "attributes": self.attributes,
+            "value": self.value,
+            "sum": self.sum,
+            "buckets": buckets,
+        })
+    }
+
+    /// A point from [`CollectedPoint::to_json`]'s format; `None` if it is not one.
+    pub fn from_json(value: &serde_json::Value) -> Option<Self> {
+        let text = |key: &str| value.get(key)?.as_str().map(str::to_owned);
+        Some(Self {
+            service: text("service")?,
+            metric: text("metric")?,
+            attributes: value
+                .get("attributes")?
+                .as_object()?
+                .iter()
+                .map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
+                .collect::<Option<_>>()?,
+            value: value.get("value")?.as_f64()?,
+            sum: value
+                .get("sum")
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(0.0),
+            buckets: value
+                .get("buckets")
+                .and_then(serde_json::Value::as_array)
+                .map(|buckets| {
+                    buckets
+                        .iter()
+                        .filter_map(|bucket| {
+                            let bound = bucket.get(0)?.as_f64().unwrap_or(f64::INFINITY);
+                            Some((bound, bucket.get(1)?.as_u64()?))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
     /// An attribute's value, if present.
     pub fn attribute(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
@@ -108,7 +168,17 @@ struct Received {
     spans: Mutex<Vec<CollectedSpan>>,
     /// Latest point per (service, metric, attributes).
     points: Mutex<BTreeMap<PointKey, CollectedPoint>>,
-    file: Option<PathBuf>,
+    files: CollectorFiles,
+}
+
+/// Where a collector also writes what it receives (for the CLI).
+#[derive(Debug, Clone, Default)]
+pub struct CollectorFiles {
+    /// Spans are appended here, one JSON object per line (`microcosm trace`).
+    pub traces: Option<PathBuf>,
+    /// The latest point of every metric is kept here, replaced after every
+    /// export: `{"updated_unix_ms": .., "points": [..]}` (`microcosm top`).
+    pub metrics: Option<PathBuf>,
 }
 
 /// The gRPC face of [`Received`].
@@ -144,25 +214,40 @@ impl MetricsService for Receiver {
             let service = service_name(resource_metrics.resource.as_ref());
             for scope in resource_metrics.scope_metrics {
                 for metric in scope.metrics {
-                    let values: Vec<(Vec<KeyValue>, f64)> = match metric.data {
+                    let values: Vec<(Vec<KeyValue>, f64, f64, Vec<(f64, u64)>)> = match metric.data
+                    {
                         Some(Data::Sum(sum)) => sum
                             .data_points
                             .into_iter()
-                            .map(|point| (point.attributes, number(point.value)))
+                            .map(|point| (point.attributes, number(point.value), 0.0, Vec::new()))
                             .collect(),
                         Some(Data::Gauge(gauge)) => gauge
                             .data_points
                             .into_iter()
-                            .map(|point| (point.attributes, number(point.value)))
+                            .map(|point| (point.attributes, number(point.value), 0.0, Vec::new()))
                             .collect(),
                         Some(Data::Histogram(histogram)) => histogram
                             .data_points
                             .into_iter()
-                            .map(|point| (point.attributes, point.count as f64))
+                            .map(|point| {
+                                let bounds = point
+                                    .explicit_bounds
+                                    .iter()
+                                    .copied()
+                                    .chain(std::iter::once(f64::INFINITY));
+                                let buckets =
+                                    bounds.zip(point.bucket_counts.iter().copied()).collect();
+                                (
+                                    point.attributes,
+                                    point.count as f64,
+                                    point.sum.unwrap_or(0.0),
+                                    buckets,
+                                )
+                            })
                             .collect(),
                         _ => Vec::new(),
                     };
-                    for (attributes, value) in values {
+                    for (attributes, value, sum, buckets) in values {
                         let attributes: BTreeMap<String, String> = attributes
                             .iter()
                             .map(|kv| (kv.key.clone(), render_value(kv)))
@@ -179,11 +264,16 @@ impl MetricsService for Receiver {
                                 metric: metric.name.clone(),
                                 attributes,
                                 value,
+                                sum,
+                                buckets,
                             },
                         );
                     }
                 }
             }
+        }
+        if let Some(path) = &self.0.files.metrics {
+            write_metrics_file(path, points.values());
         }
         fn number(value: Option<Number>) -> f64 {
             match value {
@@ -242,7 +332,7 @@ impl TraceService for Receiver {
                 }
             }
         }
-        if let Some(path) = &self.0.file {
+        if let Some(path) = &self.0.files.traces {
             let lines: String = collected
                 .iter()
                 .map(|span| format!("{}\n", span.to_json()))
@@ -281,21 +371,24 @@ impl OtlpCollector {
     /// # Errors
     /// If no port can be bound.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), None).await
+        Self::start_on(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            CollectorFiles::default(),
+        )
+        .await
     }
 
-    /// Starts a collector on `addr`, also appending each span as a JSON line to
-    /// `file` (for `microcosm trace`).
+    /// Starts a collector on `addr`, also writing what it receives to `files`.
     ///
     /// # Errors
     /// If the address cannot be bound.
-    pub async fn start_on(addr: SocketAddr, file: Option<PathBuf>) -> anyhow::Result<Self> {
+    pub async fn start_on(addr: SocketAddr, files: CollectorFiles) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("could not bind the OTLP collector to {addr}"))?;
         let addr = listener.local_addr()?;
         let received = Arc::new(Received {
-            file,
+            files,
             ..Received::default()
         });
         let (stop, stopped) = oneshot::channel::<()>();
@@ -385,6 +478,24 @@ impl OtlpCollector {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// Replaces the metrics file with the latest points (written aside, then
+/// renamed, so a reader never sees half a file).
+fn write_metrics_file<'a>(path: &Path, points: impl Iterator<Item = &'a CollectedPoint>) {
+    let updated_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    let document = serde_json::json!({
+        "updated_unix_ms": updated_unix_ms,
+        "points": points.map(CollectedPoint::to_json).collect::<Vec<_>>(),
+    });
+    let aside = path.with_extension("json.tmp");
+    let written =
+        std::fs::write(&aside, document.to_string()).and_then(|()| std::fs::rename(&aside, path));
+    if let Err(error) = written {
+        tracing::warn!(%error, path = %path.display(), "could not write the metrics file");
     }
 }
 

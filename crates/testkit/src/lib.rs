@@ -37,7 +37,7 @@ mod readiness;
 mod run_as;
 
 pub use binaries::{nats_server_binary, postgres_bin_dir, service_binary};
-pub use collector::{CollectedPoint, CollectedSpan, OtlpCollector};
+pub use collector::{CollectedPoint, CollectedSpan, CollectorFiles, OtlpCollector};
 pub use nats::Nats;
 pub use ports::free_port;
 pub use postgres::Postgres;

@@ -10,5 +10,6 @@ pub(crate) mod health;
 pub(crate) mod inventory;
 pub(crate) mod load;
 pub(crate) mod order;
+pub(crate) mod top;
 pub(crate) mod trace;
 pub(crate) mod up;

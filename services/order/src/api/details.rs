@@ -94,7 +94,13 @@ impl Participants {
             let sku = line.sku.clone();
             async move {
                 let request = GetProductRequest { sku };
-                tokio::time::timeout(self.timeout, client.get_product(request)).await
+                metered(
+                    "shop.inventory.v1.InventoryService",
+                    "GetProduct",
+                    self.timeout,
+                    client.get_product(request),
+                )
+                .await
             }
         });
         let mut products = Vec::new();
@@ -130,7 +136,15 @@ impl Participants {
         let request = GetAccountRequest {
             customer_id: customer_id.to_owned(),
         };
-        match tokio::time::timeout(self.timeout, client.get_account(request)).await {
+        let call = client.get_account(request);
+        match metered(
+            "shop.billing.v1.BillingService",
+            "GetAccount",
+            self.timeout,
+            call,
+        )
+        .await
+        {
             Ok(Ok(response)) => {
                 Ok(response
                     .into_inner()
@@ -148,6 +162,31 @@ impl Participants {
             )),
         }
     }
+}
+
+/// Runs one call to a participant within `timeout` and records it as
+/// `rpc.client.call.duration`, with the final status (a call past its deadline
+/// counts as DEADLINE_EXCEEDED).
+async fn metered<T>(
+    service: &str,
+    method: &str,
+    timeout: Duration,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<Result<tonic::Response<T>, tonic::Status>, tokio::time::error::Elapsed> {
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(timeout, call).await;
+    let code = match &answer {
+        Ok(Ok(_)) => tonic::Code::Ok,
+        Ok(Err(status)) => status.code(),
+        Err(_) => tonic::Code::DeadlineExceeded,
+    };
+    microcosm_platform::metrics::rpc_called(
+        service,
+        method,
+        &(code as i32).to_string(),
+        started.elapsed().as_secs_f64(),
+    );
+    answer
 }
 
 fn status_text(status: &tonic::Status) -> String {

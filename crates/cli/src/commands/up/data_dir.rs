@@ -80,6 +80,12 @@ impl DataDir {
         self.root.join("traces.jsonl")
     }
 
+    /// The latest metric points the local collector received, replaced after
+    /// every export (read by `microcosm top`).
+    pub(crate) fn metrics_file(&self) -> PathBuf {
+        self.root.join("metrics.json")
+    }
+
     /// The directory holding one service's log.
     pub(crate) fn service_logs(&self, kind: ServiceKind) -> PathBuf {
         self.root.join("logs").join(kind.name())

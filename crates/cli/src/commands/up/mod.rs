@@ -37,7 +37,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use microcosm_testkit::{OtlpCollector, free_port};
+use microcosm_testkit::{CollectorFiles, OtlpCollector, free_port};
 
 use self::data_dir::DataDir;
 use self::ports::{DEFAULT_FIRST_PORT, LAST_FIRST_PORT, ServicePorts};
@@ -83,10 +83,14 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     })?;
     check_programs_installed()?;
     let data_dir = DataDir::open(&args.dir, args.fresh)?;
-    // The local stand-in for Jaeger: spans go to a file `microcosm trace` reads.
+    // The local stand-in for Jaeger and Prometheus: spans go to a file
+    // `microcosm trace` reads, the latest metrics to one `microcosm top` reads.
     let collector = OtlpCollector::start_on(
         SocketAddr::from(([127, 0, 0, 1], free_port()?)),
-        Some(data_dir.traces_file()),
+        CollectorFiles {
+            traces: Some(data_dir.traces_file()),
+            metrics: Some(data_dir.metrics_file()),
+        },
     )
     .await?;
 

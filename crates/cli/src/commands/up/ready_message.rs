@@ -44,12 +44,14 @@ pub(crate) fn print_ready_message(
         stack.nats.monitor_port()
     );
 
-    println!("Traces (OTLP collector; `microcosm trace ORDER_ID` draws one):");
+    println!("Traces and metrics (OTLP collector; `microcosm trace ORDER_ID` draws a trace,");
+    println!("`microcosm top` shows the metrics live):");
     println!(
-        "  {:<10} {}   (spans in {})",
+        "  {:<10} {}   (spans in {}, metrics in {})",
         "otlp",
         collector.endpoint(),
-        data_dir.traces_file().display()
+        data_dir.traces_file().display(),
+        data_dir.metrics_file().display()
     );
 
     println!();
