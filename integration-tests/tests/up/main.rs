@@ -201,3 +201,140 @@ async fn up_without_postgres_or_nats_names_both_plainly_and_starts_nothing() {
         "nothing may be created\n{output}"
     );
 }
+
+/// Runs `microcosm top` with `args` against the run's metrics file and returns
+/// what it printed (it must exit 0).
+fn top(scratch: &ScratchDir, args: &[&str]) -> String {
+    let binary = microcosm_testkit::service_binary(ServiceKind::Order)
+        .expect("binaries")
+        .with_file_name("microcosm");
+    let output = std::process::Command::new(binary)
+        .arg("top")
+        .arg("--metrics-file")
+        .arg(state_dir(scratch).join("metrics.json"))
+        .args(args)
+        .output()
+        .expect("run microcosm top");
+    assert!(
+        output.status.success(),
+        "microcosm top {args:?}: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_shows_the_local_stack_s_figures_and_counts_every_order() {
+    let scratch = ScratchDir::new().expect("scratch dir");
+    let base = free_base_port().expect("free ports");
+    let mut run = UpRun::spawn(&scratch, "top", base, &[], &[]).expect("spawn up");
+    run.wait_serving().await.expect("serving");
+
+    // Before any metrics arrive, or with the wrong file, top says what to do.
+    let missing = std::process::Command::new(
+        microcosm_testkit::service_binary(ServiceKind::Order)
+            .expect("binaries")
+            .with_file_name("microcosm"),
+    )
+    .args(["top", "--once", "--metrics-file"])
+    .arg(scratch.path().join("no-such.json"))
+    .output()
+    .expect("run microcosm top");
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("microcosm up"), "{stderr}");
+
+    // 5 orders confirmed (alice can pay), 3 cancelled (carol cannot).
+    let mut orders = run.orders().await.expect("order client");
+    for (customer, sku, count) in [("alice", "KB-01", 5), ("carol", "MON-27", 3)] {
+        for _ in 0..count {
+            orders
+                .place_order(PlaceOrderRequest {
+                    customer_id: customer.to_owned(),
+                    lines: vec![OrderLineRequest {
+                        sku: sku.to_owned(),
+                        quantity: 1,
+                    }],
+                    idempotency_key: uuid::Uuid::new_v4().to_string(),
+                    wait_ms: 10_000,
+                })
+                .await
+                .expect("PlaceOrder");
+        }
+    }
+
+    // The services export every second (and order counts its sagas in flight
+    // every second): top's figures catch up with the orders.
+    let settled = |figures: &serde_json::Value| {
+        figures["completed"] == 8.0
+            && figures["in_flight"]
+                .as_object()
+                .is_some_and(|states| states.values().all(|count| *count == 0.0))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let figures = loop {
+        let figures: serde_json::Value =
+            serde_json::from_str(&top(&scratch, &["--json"])).expect("top --json is JSON");
+        if settled(&figures) || std::time::Instant::now() > deadline {
+            break figures;
+        }
+    };
+    assert_eq!(figures["completed"], 8.0, "{figures:#}");
+    assert_eq!(figures["confirmed"], 5.0, "{figures:#}");
+    assert_eq!(
+        figures["cancelled"]["insufficient_funds"], 3.0,
+        "{figures:#}"
+    );
+    assert!(settled(&figures), "every saga ended: {figures:#}");
+    assert!(
+        figures["in_flight"].get("CHARGING").is_some(),
+        "states are listed at 0: {figures:#}"
+    );
+    for service in ["order", "inventory", "billing"] {
+        let memory = figures["services"][service]["memory_bytes"].as_f64();
+        assert!(
+            memory.is_some_and(|bytes| bytes > 1e6),
+            "{service}: {figures:#}"
+        );
+        assert_eq!(
+            figures["services"][service]["outbox_pending"], 0.0,
+            "{figures:#}"
+        );
+    }
+    for consumer in [
+        "billing-commands",
+        "inventory-commands",
+        "order-inventory-replies",
+        "order-billing-replies",
+    ] {
+        assert_eq!(
+            figures["consumers"][consumer]["lag"], 0.0,
+            "{consumer}: {figures:#}"
+        );
+        assert_eq!(
+            figures["consumers"][consumer]["dead_letters"], 0.0,
+            "{figures:#}"
+        );
+    }
+
+    // The screen a person sees, and the HTML dashboard.
+    let screen = top(&scratch, &["--once"]);
+    assert!(
+        screen.contains("confirmed 5 · cancelled 3 (insufficient_funds 3)"),
+        "{screen}"
+    );
+    for service in ["order", "inventory", "billing"] {
+        assert!(screen.contains(service), "{screen}");
+    }
+    let page = scratch.path().join("dashboard.html");
+    top(
+        &scratch,
+        &["--duration", "2", "--html", page.to_str().expect("utf-8")],
+    );
+    let html = std::fs::read_to_string(&page).expect("the dashboard was written");
+    assert!(html.contains("Saga outcomes"), "{html}");
+    assert!(html.contains("confirmed <b>5</b>"), "{html}");
+
+    interrupt_and_expect_clean_stop(&mut run, &scratch, base).await;
+}

@@ -143,13 +143,7 @@ pub(crate) fn render(history: &History) -> String {
     page
 }
 
-fn panel(
-    page: &mut String,
-    title: &str,
-    unit: &str,
-    series: Option<&Series>,
-    span: f64,
-) {
+fn panel(page: &mut String, title: &str, unit: &str, series: Option<&Series>, span: f64) {
     let _ = write!(
         page,
         "<div class=\"panel\"><h2>{} <small>({unit})</small></h2>",
