@@ -9,7 +9,9 @@ use std::time::Duration;
 use microcosm_proto::admin::SetFaultRequest;
 use microcosm_proto::admin::fault_injection_service_client::FaultInjectionServiceClient;
 use microcosm_proto::order::order_service_client::OrderServiceClient;
-use microcosm_proto::order::{Order, OrderLineRequest, OrderStatus, PlaceOrderRequest};
+use microcosm_proto::order::{
+    GetOrderRequest, Order, OrderLineRequest, OrderStatus, PlaceOrderRequest,
+};
 use microcosm_testkit::{
     CollectedPoint, CollectedSpan, OtlpCollector, ServiceKind, Stack, StackOptions,
 };
@@ -276,11 +278,11 @@ async fn metrics_count_every_saga_outcome_the_calls_served_and_the_pools() {
         .map(|kind| (kind, "OTEL_METRIC_EXPORT_INTERVAL", "300"))
         .collect();
     let (collector, stack) = traced_stack(&interval).await;
+    let mut confirmed = Vec::new();
     for _ in 0..4 {
-        assert_eq!(
-            place(&stack, "alice", "KB-01").await.status(),
-            OrderStatus::Confirmed
-        );
+        let order = place(&stack, "alice", "KB-01").await;
+        assert_eq!(order.status(), OrderStatus::Confirmed);
+        confirmed.push(order);
     }
     for _ in 0..2 {
         assert_eq!(
@@ -323,7 +325,30 @@ async fn metrics_count_every_saga_outcome_the_calls_served_and_the_pools() {
         }) >= 6.0
     })
     .await;
-    // Each service reports its pool and what its outbox published.
+    // GetOrder with details calls inventory and billing: the order service
+    // times those calls as a client, by method and status.
+    OrderServiceClient::new(stack.order.channel().await.expect("channel"))
+        .get_order(GetOrderRequest {
+            order_id: confirmed[0].order_id.clone(),
+            include_details: true,
+        })
+        .await
+        .expect("GetOrder with details");
+    wait_for_metrics(
+        &collector,
+        "the order service's client calls",
+        |collector| {
+            ["GetProduct", "GetAccount"].iter().all(|method| {
+                total(collector, "rpc.client.call.duration", |point| {
+                    point.service == "order"
+                        && point.attribute("rpc.method") == Some(*method)
+                        && point.attribute("rpc.grpc.status_code") == Some("0")
+                }) == 1.0
+            })
+        },
+    )
+    .await;
+    // Each service reports its pool, its memory and what its outbox published.
     for kind in ServiceKind::all() {
         wait_for_metrics(
             &collector,
@@ -333,10 +358,13 @@ async fn metrics_count_every_saga_outcome_the_calls_served_and_the_pools() {
                     .metric_points("db.client.connection.count")
                     .iter()
                     .any(|point| point.service == kind.name());
+                let memory = total(collector, "process.memory.usage", |point| {
+                    point.service == kind.name()
+                });
                 let published = total(collector, "microcosm.outbox.published", |point| {
                     point.service == kind.name()
                 });
-                pool && published > 0.0
+                pool && memory > 1e6 && published > 0.0
             },
         )
         .await;
@@ -344,12 +372,12 @@ async fn metrics_count_every_saga_outcome_the_calls_served_and_the_pools() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consumer_lag_rises_while_billing_is_unavailable_and_drains_after() {
+async fn consumer_lag_rises_while_billing_is_unavailable_or_paused_and_drains_after() {
     let interval: Vec<(ServiceKind, &str, &str)> = ServiceKind::all()
         .into_iter()
         .map(|kind| (kind, "OTEL_METRIC_EXPORT_INTERVAL", "300"))
         .collect();
-    let (collector, stack) = traced_stack(&interval).await;
+    let (collector, mut stack) = traced_stack(&interval).await;
     let billing_lag = |collector: &OtlpCollector| {
         total(collector, "microcosm.messaging.consumer.lag", |point| {
             point.service == "billing"
@@ -410,5 +438,41 @@ async fn consumer_lag_rises_while_billing_is_unavailable_and_drains_after() {
             point.service == "order"
         }) == 0.0
     })
+    .await;
+
+    // The same with billing's process paused (SIGSTOP): it cannot even report
+    // its lag, but the order service sees the sagas pile up in CHARGING; after
+    // SIGCONT they drain and every one ends.
+    stack.billing.pause().expect("SIGSTOP billing");
+    for number in 3..6 {
+        client
+            .place_order(PlaceOrderRequest {
+                customer_id: "alice".into(),
+                lines: vec![OrderLineRequest {
+                    sku: "MOUSE-01".into(),
+                    quantity: 1,
+                }],
+                idempotency_key: format!("lag-{number}"),
+                wait_ms: 0,
+            })
+            .await
+            .expect("accepted while billing is paused");
+    }
+    wait_for_metrics(
+        &collector,
+        "3 sagas waiting on the paused billing",
+        |collector| charging(collector) == 3.0,
+    )
+    .await;
+    stack.billing.resume().expect("SIGCONT billing");
+    wait_for_metrics(
+        &collector,
+        "everything drained after SIGCONT",
+        |collector| {
+            billing_lag(collector) == 0.0
+                && total(collector, "microcosm.saga.completed", |_| true) == 6.0
+                && charging(collector) == 0.0
+        },
+    )
     .await;
 }
