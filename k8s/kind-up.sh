@@ -30,14 +30,16 @@ kind load docker-image --name "$CLUSTER" microcosm/order:dev microcosm/inventory
 echo "==> applying k8s/overlays/kind"
 kubectl apply -k k8s/overlays/kind
 for workload in statefulset/order-db statefulset/inventory-db statefulset/billing-db \
-                statefulset/nats deployment/jaeger \
+                statefulset/nats deployment/jaeger deployment/prometheus \
+                deployment/otel-collector deployment/grafana \
                 deployment/inventory deployment/billing deployment/order; do
   kubectl --namespace "$NAMESPACE" rollout status "$workload" --timeout=300s
 done
 
-echo "==> port-forwarding (order 50051, inventory 50052, billing 50053, Jaeger UI 16686)"
+echo "==> port-forwarding (order 50051, inventory 50052, billing 50053, Jaeger UI 16686, Grafana 3000)"
 pids=()
-for forward in "svc/order 50051" "svc/inventory 50052" "svc/billing 50053" "svc/jaeger 16686"; do
+for forward in "svc/order 50051" "svc/inventory 50052" "svc/billing 50053" "svc/jaeger 16686" \
+               "svc/grafana 3000" "svc/prometheus 9090"; do
   # shellcheck disable=SC2086
   kubectl --namespace "$NAMESPACE" port-forward $forward >/dev/null 2>&1 &
   pids+=($!)
@@ -57,7 +59,8 @@ fi
 cat <<MSG
 
 Microcosm runs on kind. Port-forwards (pids in .kind-port-forwards.pids):
-  order 127.0.0.1:50051, inventory :50052, billing :50053, Jaeger UI http://127.0.0.1:16686
+  order 127.0.0.1:50051, inventory :50052, billing :50053, Jaeger UI http://127.0.0.1:16686,
+  Grafana (the Microcosm dashboard) http://127.0.0.1:3000, Prometheus http://127.0.0.1:9090
 Try:
   $microcosm order list
   kubectl --namespace $NAMESPACE delete pod -l app.kubernetes.io/name=billing   # a replica dies; orders go on

@@ -15,7 +15,7 @@ use super::{
 };
 
 /// The objects `kubectl kustomize k8s/<dir>` renders.
-fn render(dir: &str) -> Vec<Value> {
+pub(crate) fn render(dir: &str) -> Vec<Value> {
     let output = Command::new("kubectl")
         .args(["kustomize", &format!("k8s/{dir}")])
         .current_dir(repository())
@@ -35,7 +35,7 @@ fn render(dir: &str) -> Vec<Value> {
         .collect()
 }
 
-fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+pub(crate) fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
     objects
         .iter()
         .find(|object| object["kind"] == kind && object["metadata"]["name"] == name)
@@ -225,7 +225,7 @@ fn network_policies_allow_each_path_the_design_uses() {
         let mut expected = vec![
             (format!("{name}-db"), 5432),
             ("nats".to_owned(), 4222),
-            ("jaeger".to_owned(), 4317),
+            ("otel-collector".to_owned(), 4317),
         ];
         if kind == ServiceKind::Order {
             expected.extend([

@@ -12,6 +12,7 @@
 //!
 //! `kubernetes` does the same for the manifests under k8s/.
 
+mod dashboard;
 mod kubernetes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -191,7 +192,7 @@ fn infrastructure_port(service: &str) -> Option<u16> {
     match service {
         "order-db" | "inventory-db" | "billing-db" => Some(5432),
         "nats" => Some(4222),
-        "jaeger" => Some(4317),
+        "otel-collector" => Some(4317),
         _ => None,
     }
 }
@@ -257,7 +258,7 @@ fn every_host_a_container_dials_is_a_compose_service_on_its_port_with_its_creden
         }
     }
     // Three services dial their database twice (runtime and owner role), NATS and
-    // Jaeger; order dials the two participants; seed, cli and loadgen dial the
+    // the OpenTelemetry Collector; order dials the two participants; seed, cli and loadgen dial the
     // three services.
     assert!(
         checked >= 3 * 4 + 2 + 3 * 3,

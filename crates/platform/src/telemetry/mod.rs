@@ -108,9 +108,21 @@ const NOT_TRACED: [&str; 5] = ["h2", "hyper", "hyper_util", "tonic", "tower"];
 /// the reason a service is down.
 pub fn init_telemetry(config: &TelemetryConfig) -> TelemetryGuard {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let resource = Resource::builder()
-        .with_service_name(config.service_name.clone())
-        .build();
+    let resource = Resource::builder().with_service_name(config.service_name.clone());
+    // Two replicas of a service must be two series in Prometheus: each process
+    // is an instance of its own unless OTEL_RESOURCE_ATTRIBUTES names one.
+    let named_instance = std::env::var("OTEL_RESOURCE_ATTRIBUTES")
+        .is_ok_and(|attributes| attributes.contains("service.instance.id="));
+    let resource = if named_instance {
+        resource.build()
+    } else {
+        resource
+            .with_attribute(opentelemetry::KeyValue::new(
+                "service.instance.id",
+                uuid::Uuid::new_v4().to_string(),
+            ))
+            .build()
+    };
     let mut provider = SdkTracerProvider::builder().with_resource(resource.clone());
     let mut export_error = None;
     if let Some(endpoint) = &config.otlp_endpoint {
