@@ -46,6 +46,8 @@ pub(crate) struct TopArgs {
 
 /// How often the file is read and the screen redrawn.
 const REFRESH: Duration = Duration::from_secs(1);
+/// How long a missing metrics file is waited for before `top` gives up.
+const FIRST_READING_GRACE: Duration = Duration::from_secs(5);
 
 /// Shows the figures every second until Ctrl-C (or once).
 pub(crate) async fn run(args: TopArgs, json: bool) -> anyhow::Result<ExitCode> {
@@ -60,7 +62,26 @@ pub(crate) async fn run(args: TopArgs, json: bool) -> anyhow::Result<ExitCode> {
             _ = ticks.tick() => {}
             _ = tokio::signal::ctrl_c() => break,
         }
-        let reading = read_metrics_file(&args.metrics_file)?;
+        let reading = match read_metrics_file(&args.metrics_file) {
+            Ok(reading) => reading,
+            // The stack may still be starting: its first export comes within
+            // a second or two of the services being up.
+            Err(_) if readings.is_empty() && started.elapsed() < FIRST_READING_GRACE => {
+                if live {
+                    println!(
+                        "\x1b[H\x1b[2Jwaiting for the first metrics in {} (is `microcosm up` running?)",
+                        args.metrics_file.display()
+                    );
+                }
+                continue;
+            }
+            Err(error) => match readings.back() {
+                // A stack that stopped leaves its last reading: keep showing
+                // it (as stale) rather than exit.
+                Some(last) if !once => last.clone(),
+                _ => return Err(error),
+            },
+        };
         if readings
             .back()
             .is_none_or(|last| last.updated_unix_ms != reading.updated_unix_ms)
