@@ -58,7 +58,26 @@ pub enum Applied {
 }
 
 impl Applied {
-    /// Counts a saga that ended in `microcosm.saga.completed`. Call once the
+    /// The saga ended with this move: (`confirmed` or `cancelled`, reason).
+    /// A move *within* a terminal state (a late capture refunded after the
+    /// order was cancelled) ends nothing: the saga was counted when it ended.
+    pub fn completion(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Applied::Moved { from, .. } if from.is_terminal() => None,
+            Applied::Moved {
+                to: SagaState::Confirmed,
+                ..
+            } => Some(("confirmed", "")),
+            Applied::Moved {
+                to: SagaState::Cancelled { reason },
+                ..
+            } => Some(("cancelled", reason.as_str())),
+            _ => None,
+        }
+    }
+
+    /// Records the step the saga left (`microcosm.saga.step.duration`) and, if
+    /// it ended, its outcome (`microcosm.saga.completed`). Call once the
     /// transaction that applied it has committed.
     pub fn record_metrics(&self) {
         if let Applied::Moved {
@@ -73,16 +92,8 @@ impl Applied {
                 Duration::from_millis(u64::try_from(*step_millis).unwrap_or(0)),
             );
         }
-        match self {
-            Applied::Moved {
-                to: SagaState::Confirmed,
-                ..
-            } => microcosm_platform::metrics::saga_completed("confirmed", ""),
-            Applied::Moved {
-                to: SagaState::Cancelled { reason },
-                ..
-            } => microcosm_platform::metrics::saga_completed("cancelled", reason.as_str()),
-            _ => {}
+        if let Some((outcome, reason)) = self.completion() {
+            microcosm_platform::metrics::saga_completed(outcome, reason);
         }
     }
 }
@@ -300,5 +311,48 @@ fn command_body(
             order_id: order,
             customer_id: customer_id.to_owned(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::saga::machine::CancelReason;
+
+    fn moved(from: SagaState, to: SagaState) -> Applied {
+        Applied::Moved {
+            from,
+            to,
+            step_millis: 5,
+        }
+    }
+
+    #[test]
+    fn a_saga_is_counted_once_when_it_ends_and_never_again() {
+        let charging = SagaState::Charging {
+            amount_minor: 100,
+            attempt: 1,
+        };
+        let committing = SagaState::Committing { attempt: 1 };
+        let cancelled = SagaState::Cancelled {
+            reason: CancelReason::StepTimeout,
+        };
+        assert_eq!(moved(charging, committing).completion(), None);
+        assert_eq!(
+            moved(committing, SagaState::Confirmed).completion(),
+            Some(("confirmed", ""))
+        );
+        assert_eq!(
+            moved(charging, cancelled).completion(),
+            Some(("cancelled", "step_timeout"))
+        );
+        // A late PaymentCaptured after the step timed out: the refund it sends
+        // is a move within CANCELLED, not a second cancellation.
+        assert_eq!(moved(cancelled, cancelled).completion(), None);
+        assert_eq!(
+            moved(SagaState::Confirmed, SagaState::Confirmed).completion(),
+            None
+        );
+        assert_eq!(Applied::UnknownSaga.completion(), None);
     }
 }
