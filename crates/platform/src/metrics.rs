@@ -106,28 +106,26 @@ pub fn saga_step_finished(state: &'static str, duration: std::time::Duration) {
 
 /// A gRPC call was served.
 pub fn rpc_served(service: &str, method: &str, status_code: &str, seconds: f64) {
-    instruments().rpc_duration.record(
-        seconds,
-        &[
-            KeyValue::new("rpc.system", "grpc"),
-            KeyValue::new("rpc.service", service.to_owned()),
-            KeyValue::new("rpc.method", method.to_owned()),
-            KeyValue::new("rpc.grpc.status_code", status_code.to_owned()),
-        ],
-    );
+    instruments()
+        .rpc_duration
+        .record(seconds, &rpc_attributes(service, method, status_code));
 }
 
 /// A gRPC call to another service finished (or ran out of time).
 pub fn rpc_called(service: &str, method: &str, status_code: &str, seconds: f64) {
-    instruments().rpc_client_duration.record(
-        seconds,
-        &[
-            KeyValue::new("rpc.system", "grpc"),
-            KeyValue::new("rpc.service", service.to_owned()),
-            KeyValue::new("rpc.method", method.to_owned()),
-            KeyValue::new("rpc.grpc.status_code", status_code.to_owned()),
-        ],
-    );
+    instruments()
+        .rpc_client_duration
+        .record(seconds, &rpc_attributes(service, method, status_code));
+}
+
+/// The semantic conventions' attributes of one gRPC call.
+fn rpc_attributes(service: &str, method: &str, status_code: &str) -> [KeyValue; 4] {
+    [
+        KeyValue::new("rpc.system", "grpc"),
+        KeyValue::new("rpc.service", service.to_owned()),
+        KeyValue::new("rpc.method", method.to_owned()),
+        KeyValue::new("rpc.grpc.status_code", status_code.to_owned()),
+    ]
 }
 
 /// A message was dead-lettered by `consumer`.

@@ -395,21 +395,28 @@ async fn consumer_lag_rises_while_billing_is_unavailable_or_paused_and_drains_af
             .expect("set the unavailable flag");
     };
     set_unavailable(1).await;
-    let mut client = OrderServiceClient::new(stack.order.channel().await.expect("channel"));
-    for number in 0..3 {
-        client
-            .place_order(PlaceOrderRequest {
-                customer_id: "alice".into(),
-                lines: vec![OrderLineRequest {
-                    sku: "MOUSE-01".into(),
-                    quantity: 1,
-                }],
-                idempotency_key: format!("lag-{number}"),
-                wait_ms: 0,
-            })
-            .await
-            .expect("accepted while billing is unavailable");
-    }
+    let client = OrderServiceClient::new(stack.order.channel().await.expect("channel"));
+    // Places orders `numbers` without waiting for them to end.
+    let place_without_waiting = |numbers: std::ops::Range<u32>| {
+        let mut client = client.clone();
+        async move {
+            for number in numbers {
+                client
+                    .place_order(PlaceOrderRequest {
+                        customer_id: "alice".into(),
+                        lines: vec![OrderLineRequest {
+                            sku: "MOUSE-01".into(),
+                            quantity: 1,
+                        }],
+                        idempotency_key: format!("lag-{number}"),
+                        wait_ms: 0,
+                    })
+                    .await
+                    .expect("accepted while billing cannot charge");
+            }
+        }
+    };
+    place_without_waiting(0..3).await;
     // The charges wait in billing's consumer: its lag rises, and the order
     // service counts the three sagas in flight, waiting in CHARGING ...
     let charging = |collector: &OtlpCollector| {
@@ -444,20 +451,7 @@ async fn consumer_lag_rises_while_billing_is_unavailable_or_paused_and_drains_af
     // its lag, but the order service sees the sagas pile up in CHARGING; after
     // SIGCONT they drain and every one ends.
     stack.billing.pause().expect("SIGSTOP billing");
-    for number in 3..6 {
-        client
-            .place_order(PlaceOrderRequest {
-                customer_id: "alice".into(),
-                lines: vec![OrderLineRequest {
-                    sku: "MOUSE-01".into(),
-                    quantity: 1,
-                }],
-                idempotency_key: format!("lag-{number}"),
-                wait_ms: 0,
-            })
-            .await
-            .expect("accepted while billing is paused");
-    }
+    place_without_waiting(3..6).await;
     wait_for_metrics(
         &collector,
         "3 sagas waiting on the paused billing",
