@@ -57,10 +57,13 @@ pub(crate) async fn run(args: TopArgs, json: bool) -> anyhow::Result<ExitCode> {
     let mut history = History::default();
     let started = tokio::time::Instant::now();
     let mut ticks = tokio::time::interval(REFRESH);
+    // One listener for the whole run, so a Ctrl-C between two ticks is not missed.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut interrupted => break,
         }
         let reading = match read_metrics_file(&args.metrics_file) {
             Ok(reading) => reading,
@@ -82,10 +85,10 @@ pub(crate) async fn run(args: TopArgs, json: bool) -> anyhow::Result<ExitCode> {
                 _ => return Err(error),
             },
         };
-        if readings
+        let fresh = readings
             .back()
-            .is_none_or(|last| last.updated_unix_ms != reading.updated_unix_ms)
-        {
+            .is_none_or(|last| last.updated_unix_ms != reading.updated_unix_ms);
+        if fresh {
             readings.push_back(reading);
         }
         // Keep the readings of the window, and the one just before it.
@@ -99,7 +102,7 @@ pub(crate) async fn run(args: TopArgs, json: bool) -> anyhow::Result<ExitCode> {
         let before = (readings.len() > 1).then_some(before).flatten();
         let figures = Figures::compute(before, now);
         let stale = age_seconds(now.updated_unix_ms);
-        if let Some(path) = &args.html {
+        if let (Some(path), true) = (&args.html, fresh) {
             history.record(now.updated_unix_ms, &figures);
             std::fs::write(path, html::render(&history))
                 .with_context(|| format!("could not write {}", path.display()))?;
