@@ -41,23 +41,19 @@ pub(crate) fn screen(figures: &Figures, file: &Path, age: f64, color: bool) -> S
     let _ = writeln!(out);
 
     let cancelled: f64 = figures.cancelled.values().sum();
-    let reasons: Vec<String> = figures
-        .cancelled
-        .iter()
-        .map(|(reason, count)| format!("{reason} {count:.0}"))
-        .collect();
     let _ = writeln!(
         out,
-        "ORDERS     placed {:.1}/s · ended {:.1}/s · confirmed {:.0} · cancelled {cancelled:.0}{}",
-        figures.orders_per_second,
-        figures.sagas_completed_per_second,
-        figures.confirmed,
-        if reasons.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", reasons.join(", "))
-        }
+        "ORDERS     placed {:.1}/s · ended {:.1}/s · confirmed {:.0} · cancelled {cancelled:.0}",
+        figures.orders_per_second, figures.sagas_completed_per_second, figures.confirmed,
     );
+    if !figures.cancelled.is_empty() {
+        let reasons: Vec<String> = figures
+            .cancelled
+            .iter()
+            .map(|(reason, count)| format!("{reason} {count:.0}"))
+            .collect();
+        let _ = writeln!(out, "CANCELLED  {}", reasons.join(" · "));
+    }
     let in_flight: Vec<String> = figures
         .in_flight
         .iter()
