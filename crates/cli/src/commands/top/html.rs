@@ -132,7 +132,7 @@ pub(crate) fn render(history: &History) -> String {
     );
     let _ = write!(
         page,
-        "<h1>Microcosm</h1><p class=\"sub\">microcosm top --html · the Grafana dashboard's panels, \
+        "<h1>Microcosm</h1><p class=\"sub\">microcosm top --html · the main panels of the Grafana dashboard, \
          from the local stack's metrics · {span:.0} s of readings</p><div class=\"grid\">"
     );
     for (title, unit) in PANELS {

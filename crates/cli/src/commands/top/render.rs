@@ -173,10 +173,8 @@ mod tests {
         );
         let text = screen(&figures, Path::new("m.json"), 0.5, false);
         assert!(text.contains("placed 12.0/s"), "{text}");
-        assert!(
-            text.contains("confirmed 100 · cancelled 3 (out_of_stock 3)"),
-            "{text}"
-        );
+        assert!(text.contains("confirmed 100 · cancelled 3\n"), "{text}");
+        assert!(text.contains("CANCELLED  out_of_stock 3\n"), "{text}");
         assert!(text.contains("IN FLIGHT  charging 2"), "{text}");
         assert!(text.contains("20.0 MB"), "{text}");
         assert!(text.contains("inventory-commands"), "{text}");
