@@ -96,6 +96,21 @@ pub fn saga_completed(outcome: &'static str, reason: &str) {
     );
 }
 
+/// Makes every outcome's series exist, at 0, before the first saga ends (a
+/// counter is exported only once something was added to it, and Prometheus'
+/// `increase()` cannot see a series' first value).
+pub fn saga_outcomes_known<'a>(outcomes: impl IntoIterator<Item = (&'static str, &'a str)>) {
+    for (outcome, reason) in outcomes {
+        instruments().saga_completed.add(
+            0,
+            &[
+                KeyValue::new("microcosm.saga.outcome", outcome),
+                KeyValue::new("microcosm.saga.reason", reason.to_owned()),
+            ],
+        );
+    }
+}
+
 /// A saga left the step `state` after `duration` in it. Call after the commit.
 pub fn saga_step_finished(state: &'static str, duration: std::time::Duration) {
     instruments().saga_step.record(
@@ -126,6 +141,14 @@ fn rpc_attributes(service: &str, method: &str, status_code: &str) -> [KeyValue; 
         KeyValue::new("rpc.method", method.to_owned()),
         KeyValue::new("rpc.grpc.status_code", status_code.to_owned()),
     ]
+}
+
+/// `consumer` started: its dead-letter and redelivery series exist from now
+/// on, at 0 (see [`saga_outcomes_known`] for why).
+pub fn consumer_started(consumer: &'static str) {
+    let consumer = [KeyValue::new("messaging.consumer.group.name", consumer)];
+    instruments().dead_letters.add(0, &consumer);
+    instruments().redeliveries.add(0, &consumer);
 }
 
 /// A message was dead-lettered by `consumer`.

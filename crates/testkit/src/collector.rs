@@ -92,6 +92,9 @@ pub struct CollectedPoint {
     pub attributes: BTreeMap<String, String>,
     /// A sum's or gauge's value; a histogram's count.
     pub value: f64,
+    /// When the exporting process took the value, in nanoseconds since the
+    /// Unix epoch (0 if unknown).
+    pub time_unix_nanos: u64,
     /// A histogram's sum (0 for other kinds).
     pub sum: f64,
     /// A histogram's buckets: (upper bound, count in the bucket), the last one
@@ -116,6 +119,7 @@ impl CollectedPoint {
             "metric": self.metric,
             "attributes": self.attributes,
             "value": self.value,
+            "time_unix_nanos": self.time_unix_nanos,
             "sum": self.sum,
             "buckets": buckets,
         })
@@ -134,6 +138,10 @@ impl CollectedPoint {
                 .map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
                 .collect::<Option<_>>()?,
             value: value.get("value")?.as_f64()?,
+            time_unix_nanos: value
+                .get("time_unix_nanos")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0),
             sum: value
                 .get("sum")
                 .and_then(serde_json::Value::as_f64)
@@ -158,6 +166,16 @@ impl CollectedPoint {
     pub fn attribute(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
     }
+}
+
+/// One data point of an export, before it is keyed and stored.
+#[derive(Default)]
+struct Reading {
+    attributes: Vec<KeyValue>,
+    value: f64,
+    time_unix_nanos: u64,
+    sum: f64,
+    buckets: Vec<(f64, u64)>,
 }
 
 /// A point's identity: service, metric, attributes.
@@ -214,17 +232,26 @@ impl MetricsService for Receiver {
             let service = service_name(resource_metrics.resource.as_ref());
             for scope in resource_metrics.scope_metrics {
                 for metric in scope.metrics {
-                    let values: Vec<(Vec<KeyValue>, f64, f64, Vec<(f64, u64)>)> = match metric.data
-                    {
+                    let values: Vec<Reading> = match metric.data {
                         Some(Data::Sum(sum)) => sum
                             .data_points
                             .into_iter()
-                            .map(|point| (point.attributes, number(point.value), 0.0, Vec::new()))
+                            .map(|point| Reading {
+                                value: number(point.value),
+                                time_unix_nanos: point.time_unix_nano,
+                                attributes: point.attributes,
+                                ..Reading::default()
+                            })
                             .collect(),
                         Some(Data::Gauge(gauge)) => gauge
                             .data_points
                             .into_iter()
-                            .map(|point| (point.attributes, number(point.value), 0.0, Vec::new()))
+                            .map(|point| Reading {
+                                value: number(point.value),
+                                time_unix_nanos: point.time_unix_nano,
+                                attributes: point.attributes,
+                                ..Reading::default()
+                            })
                             .collect(),
                         Some(Data::Histogram(histogram)) => histogram
                             .data_points
@@ -235,20 +262,22 @@ impl MetricsService for Receiver {
                                     .iter()
                                     .copied()
                                     .chain(std::iter::once(f64::INFINITY));
-                                let buckets =
-                                    bounds.zip(point.bucket_counts.iter().copied()).collect();
-                                (
-                                    point.attributes,
-                                    point.count as f64,
-                                    point.sum.unwrap_or(0.0),
-                                    buckets,
-                                )
+                                Reading {
+                                    value: point.count as f64,
+                                    time_unix_nanos: point.time_unix_nano,
+                                    sum: point.sum.unwrap_or(0.0),
+                                    buckets: bounds
+                                        .zip(point.bucket_counts.iter().copied())
+                                        .collect(),
+                                    attributes: point.attributes,
+                                }
                             })
                             .collect(),
                         _ => Vec::new(),
                     };
-                    for (attributes, value, sum, buckets) in values {
-                        let attributes: BTreeMap<String, String> = attributes
+                    for reading in values {
+                        let attributes: BTreeMap<String, String> = reading
+                            .attributes
                             .iter()
                             .map(|kv| (kv.key.clone(), render_value(kv)))
                             .collect();
@@ -263,9 +292,10 @@ impl MetricsService for Receiver {
                                 service: service.clone(),
                                 metric: metric.name.clone(),
                                 attributes,
-                                value,
-                                sum,
-                                buckets,
+                                value: reading.value,
+                                time_unix_nanos: reading.time_unix_nanos,
+                                sum: reading.sum,
+                                buckets: reading.buckets,
                             },
                         );
                     }

@@ -458,12 +458,22 @@ async fn consumer_lag_rises_while_billing_is_unavailable_or_paused_and_drains_af
         |collector| charging(collector) == 3.0,
     )
     .await;
+    // What billing reported before the pause is still the latest point: wait
+    // for exports made after SIGCONT (its outbox has published the three
+    // charges' replies) before reading its lag.
+    let billing_published = |collector: &OtlpCollector| {
+        total(collector, "microcosm.outbox.published", |point| {
+            point.service == "billing"
+        })
+    };
+    let published_before = billing_published(&collector);
     stack.billing.resume().expect("SIGCONT billing");
     wait_for_metrics(
         &collector,
         "everything drained after SIGCONT",
         |collector| {
-            billing_lag(collector) == 0.0
+            billing_published(collector) >= published_before + 3.0
+                && billing_lag(collector) == 0.0
                 && total(collector, "microcosm.saga.completed", |_| true) == 6.0
                 && charging(collector) == 0.0
         },

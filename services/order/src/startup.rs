@@ -12,6 +12,7 @@ use crate::config::{Config, SagaConfig};
 use crate::messaging::SagaReplies;
 use crate::saga::deadlines::run_deadline_sweeper;
 use crate::saga::driver::SagaDriver;
+use crate::saga::machine::CancelReason;
 use crate::saga::updates::OrderUpdates;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -61,6 +62,12 @@ impl Microservice for Service {
                 ))
             })?;
         let host = ServiceHost::start("order", config.common, &MIGRATOR, DEMO_DATA).await?;
+        // Every outcome exists from the start, at 0, so that a dashboard's
+        // increase() sees the first order of each kind.
+        microcosm_platform::metrics::saga_outcomes_known(
+            std::iter::once(("confirmed", ""))
+                .chain(CancelReason::ALL.map(|reason| ("cancelled", reason.as_str()))),
+        );
         Ok(Self {
             host,
             saga: config.saga,

@@ -78,6 +78,7 @@ pub async fn run_consumer<H: MessageHandler>(
     faults: Faults,
     shutdown: Shutdown,
 ) {
+    crate::metrics::consumer_started(spec.durable);
     let handler = Arc::new(handler);
     let spec = Arc::new(spec);
     let permits = Arc::new(Semaphore::new(spec.concurrency.max(1)));

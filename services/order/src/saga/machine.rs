@@ -46,6 +46,17 @@ pub enum CancelReason {
 }
 
 impl CancelReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [CancelReason; 7] = [
+        Self::OutOfStock,
+        Self::UnknownSku,
+        Self::InsufficientFunds,
+        Self::UnknownCustomer,
+        Self::PaymentDeclined,
+        Self::CancelledByCustomer,
+        Self::StepTimeout,
+    ];
+
     /// The stored and displayed form, e.g. `out_of_stock`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -304,15 +304,7 @@ fn finished_sagas_ignore_every_reply_and_deadline() {
 
 #[test]
 fn reasons_round_trip_through_their_stored_names() {
-    for reason in [
-        CancelReason::OutOfStock,
-        CancelReason::UnknownSku,
-        CancelReason::InsufficientFunds,
-        CancelReason::UnknownCustomer,
-        CancelReason::PaymentDeclined,
-        CancelReason::CancelledByCustomer,
-        CancelReason::StepTimeout,
-    ] {
+    for reason in CancelReason::ALL {
         assert_eq!(reason.as_str().parse(), Ok(reason));
     }
     assert!("nope".parse::<CancelReason>().is_err());

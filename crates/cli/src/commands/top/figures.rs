@@ -113,20 +113,30 @@ impl Figures {
         let window_seconds = before.map_or(0.0, |before| {
             now.updated_unix_ms.saturating_sub(before.updated_unix_ms) as f64 / 1000.0
         });
-        let rate = |delta: f64| {
-            if window_seconds > 0.0 {
-                delta / window_seconds
-            } else {
-                0.0
-            }
-        };
-        // A counter's growth in the window; a counter that went down was reset
-        // by a restart, so all of it is new.
-        let delta = |point: &CollectedPoint| match before.and_then(|before| before.same(point)) {
-            Some(old) if old.value <= point.value => point.value - old.value,
-            Some(_) => point.value,
-            None if before.is_some() => point.value,
-            None => 0.0,
+        // A counter's growth per second in the window, over the time between the
+        // two values' own timestamps (each service exports on its own clock; the
+        // file's time is the last export of any of them). A counter that went
+        // down was reset by a restart, so all of it is new; so is a series that
+        // appeared in the window.
+        let rate = |point: &CollectedPoint| -> f64 {
+            let Some(before) = before else { return 0.0 };
+            let (delta, seconds) = match before.same(point) {
+                Some(old) => {
+                    let delta = if old.value <= point.value {
+                        point.value - old.value
+                    } else {
+                        point.value
+                    };
+                    let seconds = if old.time_unix_nanos > 0 && point.time_unix_nanos > 0 {
+                        point.time_unix_nanos.saturating_sub(old.time_unix_nanos) as f64 / 1e9
+                    } else {
+                        window_seconds
+                    };
+                    (delta, seconds)
+                }
+                None => (point.value, window_seconds),
+            };
+            if seconds > 0.0 { delta / seconds } else { 0.0 }
         };
         let bucket_delta = |point: &CollectedPoint| -> Vec<(f64, u64)> {
             let old = before.and_then(|before| before.same(point));
@@ -153,14 +163,14 @@ impl Figures {
         let mut latency: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
         for point in now.find("rpc.server.call.duration") {
             let service = figures.services.entry(point.service.clone()).or_default();
-            let calls = delta(point);
-            service.calls_per_second += rate(calls);
+            let calls = rate(point);
+            service.calls_per_second += calls;
             let ok = point.attribute("rpc.grpc.status_code") == Some("0");
             if !ok {
-                service.errors_per_second += rate(calls);
+                service.errors_per_second += calls;
             }
             if ok && point.attribute("rpc.method") == Some("PlaceOrder") {
-                figures.orders_per_second += rate(calls);
+                figures.orders_per_second += calls;
             }
             merge(
                 latency.entry(point.service.clone()).or_default(),
@@ -175,13 +185,13 @@ impl Figures {
         }
         let mut client_buckets = Vec::new();
         for point in now.find("rpc.client.call.duration") {
-            figures.client_calls_per_second += rate(delta(point));
+            figures.client_calls_per_second += rate(point);
             merge(&mut client_buckets, &bucket_delta(point));
         }
         figures.client_p99_ms = quantile(&client_buckets, 0.99).map(|seconds| seconds * 1000.0);
 
         for point in now.find("microcosm.saga.completed") {
-            figures.sagas_completed_per_second += rate(delta(point));
+            figures.sagas_completed_per_second += rate(point);
             if point.attribute("microcosm.saga.outcome") == Some("confirmed") {
                 figures.confirmed += point.value;
             } else {
@@ -351,6 +361,7 @@ mod tests {
                 .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
                 .collect(),
             value,
+            time_unix_nanos: 0,
             sum: 0.0,
             buckets: Vec::new(),
         }
@@ -448,6 +459,44 @@ mod tests {
         assert_eq!(figures.completed(), 16.0);
         assert_eq!(figures.sagas_completed_per_second, 4.0);
         assert_eq!(figures.in_flight["charging"], 3.0);
+    }
+
+    #[test]
+    fn each_rate_divides_by_its_own_points_time_gap_not_the_file_s() {
+        let at = |seconds: u64, value: f64| {
+            let mut point = point(
+                "order",
+                "microcosm.saga.completed",
+                &[
+                    ("microcosm.saga.outcome", "confirmed"),
+                    ("microcosm.saga.reason", ""),
+                ],
+                value,
+            );
+            point.time_unix_nanos = seconds * 1_000_000_000;
+            point
+        };
+        // The file was written 10 s apart, but order's two exports were 8 s apart.
+        let before = Snapshot {
+            updated_unix_ms: 100_000,
+            points: vec![at(99, 10.0)],
+        };
+        let now = Snapshot {
+            updated_unix_ms: 110_000,
+            points: vec![at(107, 50.0)],
+        };
+        let figures = Figures::compute(Some(&before), &now);
+        assert_eq!(figures.window_seconds, 10.0);
+        assert_eq!(figures.sagas_completed_per_second, 5.0);
+        // A point the service has not exported again since adds nothing.
+        let stale = Snapshot {
+            updated_unix_ms: 110_000,
+            points: vec![at(99, 10.0)],
+        };
+        assert_eq!(
+            Figures::compute(Some(&before), &stale).sagas_completed_per_second,
+            0.0
+        );
     }
 
     #[test]

@@ -41,13 +41,15 @@ impl History {
         let first = *self.first_unix_ms.get_or_insert(unix_ms);
         self.last_unix_ms = unix_ms;
         let t = unix_ms.saturating_sub(first) as f64 / 1000.0;
-        let mut add = |panel: &'static str, series: String, value: f64| {
-            let points = self
-                .series
-                .entry(panel)
-                .or_default()
-                .entry(series)
-                .or_default();
+        // `from_first_move`: a counter every service reports at 0 from the start
+        // (each cancellation reason, each consumer's dead letters): drawn once
+        // it moves, so the legend holds what happened.
+        let mut add = |panel: &'static str, series: String, value: f64, from_first_move: bool| {
+            let panel = self.series.entry(panel).or_default();
+            if from_first_move && value == 0.0 && !panel.contains_key(&series) {
+                return;
+            }
+            let points = panel.entry(series).or_default();
             if points.len() == MAX_POINTS {
                 points.remove(0);
             }
@@ -64,40 +66,42 @@ impl History {
             memory,
         ] = PANELS.map(|(title, _)| title);
         if figures.window_seconds > 0.0 {
-            add(
-                throughput,
-                "orders placed".to_owned(),
+            let (placed, ended) = (
                 figures.orders_per_second,
-            );
-            add(
-                throughput,
-                "sagas ended".to_owned(),
                 figures.sagas_completed_per_second,
             );
+            add(throughput, "orders placed".to_owned(), placed, false);
+            add(throughput, "sagas ended".to_owned(), ended, false);
         }
-        add(outcomes, "confirmed".to_owned(), figures.confirmed);
+        add(outcomes, "confirmed".to_owned(), figures.confirmed, true);
         for (reason, count) in &figures.cancelled {
-            add(outcomes, format!("cancelled: {reason}"), *count);
+            add(outcomes, format!("cancelled: {reason}"), *count, true);
         }
         for (state, count) in &figures.in_flight {
-            add(in_flight, state.clone(), *count);
+            add(in_flight, state.clone(), *count, false);
         }
         for (name, service) in &figures.services {
             if let Some(p50) = service.p50_ms {
-                add(latency, format!("{name} p50"), p50);
+                add(latency, format!("{name} p50"), p50, false);
             }
             if let Some(p99) = service.p99_ms {
-                add(latency, format!("{name} p99"), p99);
+                add(latency, format!("{name} p99"), p99, false);
             }
-            add(outbox, name.clone(), service.outbox_pending);
+            add(outbox, name.clone(), service.outbox_pending, false);
             if let Some(bytes) = service.memory_bytes {
-                add(memory, name.clone(), bytes / 1e6);
+                add(memory, name.clone(), bytes / 1e6, false);
             }
         }
         for (name, consumer) in &figures.consumers {
-            add(lag, name.clone(), consumer.lag);
-            add(dead, format!("{name} dead letters"), consumer.dead_letters);
-            add(dead, format!("{name} redeliveries"), consumer.redeliveries);
+            add(lag, name.clone(), consumer.lag, false);
+            let dead_letters = consumer.dead_letters;
+            add(dead, format!("{name} dead letters"), dead_letters, true);
+            add(
+                dead,
+                format!("{name} redeliveries"),
+                consumer.redeliveries,
+                true,
+            );
         }
     }
 }

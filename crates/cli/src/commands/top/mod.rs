@@ -30,7 +30,7 @@ pub(crate) struct TopArgs {
     #[arg(long, default_value = ".microcosm/metrics.json")]
     metrics_file: PathBuf,
     /// Rates and latency percentiles cover this many seconds of readings.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=600))]
     window: u64,
     /// Print one screen (after two readings, for the rates) and exit.
     #[arg(long)]

@@ -46,12 +46,14 @@ pub(crate) fn screen(figures: &Figures, file: &Path, age: f64, color: bool) -> S
         "ORDERS     placed {:.1}/s · ended {:.1}/s · confirmed {:.0} · cancelled {cancelled:.0}",
         figures.orders_per_second, figures.sagas_completed_per_second, figures.confirmed,
     );
-    if !figures.cancelled.is_empty() {
-        let reasons: Vec<String> = figures
-            .cancelled
-            .iter()
-            .map(|(reason, count)| format!("{reason} {count:.0}"))
-            .collect();
+    // Every reason is reported from the start, at 0: show the ones that happened.
+    let reasons: Vec<String> = figures
+        .cancelled
+        .iter()
+        .filter(|(_, count)| **count > 0.0)
+        .map(|(reason, count)| format!("{reason} {count:.0}"))
+        .collect();
+    if !reasons.is_empty() {
         let _ = writeln!(out, "CANCELLED  {}", reasons.join(" · "));
     }
     let in_flight: Vec<String> = figures
@@ -153,6 +155,7 @@ mod tests {
             ..Figures::default()
         };
         figures.cancelled.insert("out_of_stock".to_owned(), 3.0);
+        figures.cancelled.insert("step_timeout".to_owned(), 0.0);
         figures.in_flight.insert("charging".to_owned(), 2.0);
         figures.services.insert(
             "order".to_owned(),
@@ -175,6 +178,10 @@ mod tests {
         assert!(text.contains("placed 12.0/s"), "{text}");
         assert!(text.contains("confirmed 100 · cancelled 3\n"), "{text}");
         assert!(text.contains("CANCELLED  out_of_stock 3\n"), "{text}");
+        assert!(
+            !text.contains("step_timeout"),
+            "reasons at 0 are left out: {text}"
+        );
         assert!(text.contains("IN FLIGHT  charging 2"), "{text}");
         assert!(text.contains("20.0 MB"), "{text}");
         assert!(text.contains("inventory-commands"), "{text}");

@@ -85,6 +85,17 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let data_dir = DataDir::open(&args.dir, args.fresh)?;
     // The local stand-in for Jaeger and Prometheus: spans go to a file
     // `microcosm trace` reads, the latest metrics to one `microcosm top` reads.
+    // A previous run's metrics would pass for this one's until the first
+    // export: they go.
+    match std::fs::remove_file(data_dir.metrics_file()) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(anyhow::Error::new(error).context(format!(
+                "could not remove the previous run's {}",
+                data_dir.metrics_file().display()
+            )));
+        }
+        _ => {}
+    }
     let collector = OtlpCollector::start_on(
         SocketAddr::from(([127, 0, 0, 1], free_port()?)),
         CollectorFiles {
