@@ -75,18 +75,10 @@ impl FromStr for CancelReason {
     type Err = String;
 
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        [
-            Self::OutOfStock,
-            Self::UnknownSku,
-            Self::InsufficientFunds,
-            Self::UnknownCustomer,
-            Self::PaymentDeclined,
-            Self::CancelledByCustomer,
-            Self::StepTimeout,
-        ]
-        .into_iter()
-        .find(|reason| reason.as_str() == raw)
-        .ok_or_else(|| format!("unknown cancel reason {raw:?}"))
+        Self::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == raw)
+            .ok_or_else(|| format!("unknown cancel reason {raw:?}"))
     }
 }
 
