@@ -173,7 +173,7 @@ pub fn outbox_published(count: u64) {
 }
 
 /// Registers the observable gauges: the pool's connections, idle and used, as
-/// `db.client.connection.count`, the process's resident memory as
+/// `db.client.connection.count` (the pool named after the service), the process's resident memory as
 /// `process.memory.usage`, and the readings below. Call once at start,
 /// after `init_telemetry`.
 ///
@@ -181,7 +181,7 @@ pub fn outbox_published(count: u64) {
 /// its pipeline lock, so they only take [`READINGS`]' mutex, never a lock that
 /// registering an instrument could be waiting behind (a lazily registered
 /// gauge once deadlocked a service that way).
-pub fn observe(pool: &PgPool) {
+pub fn observe(pool_name: &'static str, pool: &PgPool) {
     let pool = pool.clone();
     let meter = meter();
     let _connections = meter
@@ -191,11 +191,15 @@ pub fn observe(pool: &PgPool) {
         .with_callback(move |observer| {
             let size = u64::from(pool.size());
             let idle = u64::try_from(pool.num_idle()).unwrap_or(0);
-            observer.observe(idle, &[KeyValue::new("db.client.connection.state", "idle")]);
-            observer.observe(
-                size.saturating_sub(idle),
-                &[KeyValue::new("db.client.connection.state", "used")],
-            );
+            let name = KeyValue::new("db.client.connection.pool.name", pool_name);
+            let state = |state: &'static str| {
+                [
+                    name.clone(),
+                    KeyValue::new("db.client.connection.state", state),
+                ]
+            };
+            observer.observe(idle, &state("idle"));
+            observer.observe(size.saturating_sub(idle), &state("used"));
         })
         .build();
     let _memory = meter

@@ -178,7 +178,7 @@ impl ServiceHost {
             config.database_connect_timeout,
         )
         .await?;
-        crate::metrics::observe(&pool);
+        crate::metrics::observe(name, &pool);
         // Schema changes as the owner, over a connection of their own that is
         // closed before serving; the pool serves as the runtime role.
         let owner = match &config.migration_database_url {
