@@ -12,7 +12,7 @@ mod scenario;
 use std::time::Duration;
 
 use microcosm_audit::{AuditDatabases, AuditError, AuditOptions, Database, audit, checks};
-use microcosm_testkit::StackOptions;
+use microcosm_testkit::Stack;
 use scenario::{Databases, OrderState, assert_findings, line, run_sql, total_of};
 use sqlx::postgres::PgPoolOptions;
 
@@ -22,12 +22,7 @@ const TWO_MINUTES: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sagas_that_ended_every_way_audit_clean_with_their_counts() -> TestResult {
-    let stack = StackOptions {
-        seed_demo_data: true,
-        ..Default::default()
-    }
-    .start()
-    .await?;
+    let stack = Stack::with_demo_data().await?;
     let db = Databases::of(&stack).await?;
 
     // Confirmed: stock committed, payment captured, one charge of the total.
@@ -125,12 +120,7 @@ async fn sagas_that_ended_every_way_audit_clean_with_their_counts() -> TestResul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_confirmed_cancelled_and_stuck_orders_are_each_named_by_their_check() -> TestResult {
-    let stack = StackOptions {
-        seed_demo_data: true,
-        ..Default::default()
-    }
-    .start()
-    .await?;
+    let stack = Stack::with_demo_data().await?;
     let db = Databases::of(&stack).await?;
     let lines = [line("KB-01", 1), line("MOUSE-01", 2)];
     let total = total_of(&lines);
@@ -297,12 +287,7 @@ async fn broken_confirmed_cancelled_and_stuck_orders_are_each_named_by_their_che
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_bad_stock_bad_balances_and_ledger_anomalies_are_each_named_by_their_check()
 -> TestResult {
-    let stack = StackOptions {
-        seed_demo_data: true,
-        ..Default::default()
-    }
-    .start()
-    .await?;
+    let stack = Stack::with_demo_data().await?;
     let db = Databases::of(&stack).await?;
     // Remove the guards the schema has, to show the audit does not rely on them.
     run_sql(
@@ -345,10 +330,7 @@ async fn orphans_bad_stock_bad_balances_and_ledger_anomalies_are_each_named_by_t
 
     // Balances: one overdrawn (its ledger agrees), one drifted from its ledger.
     db.open_account("overdrawn", 100).await?;
-    let overdraft = db
-        .insert_order("overdrawn", OrderState::InFlight, &lines, total)
-        .await?;
-    db.record_ledger("overdrawn", "charge", total, Some(overdraft))
+    db.in_flight_order_with_ledger("overdrawn", &lines, &[("charge", total)])
         .await?;
     db.open_account("drifted", 900).await?;
     run_sql(
@@ -359,36 +341,18 @@ async fn orphans_bad_stock_bad_balances_and_ledger_anomalies_are_each_named_by_t
 
     // The ledger per order, on orders still in flight (whose totals are not yet
     // judged), so only the ledger rule itself can fire.
+    let (charge, refund) = (("charge", total), ("refund", total));
     let charged_twice = db
-        .insert_order("bob", OrderState::InFlight, &lines, total)
+        .in_flight_order_with_ledger("bob", &lines, &[charge, charge])
         .await?;
-    db.record_ledger("bob", "charge", total, Some(charged_twice))
-        .await?;
-    db.record_ledger("bob", "charge", total, Some(charged_twice))
-        .await?;
-
     let refunded_twice = db
-        .insert_order("bob", OrderState::InFlight, &lines, total)
+        .in_flight_order_with_ledger("bob", &lines, &[charge, refund, refund])
         .await?;
-    db.record_ledger("bob", "charge", total, Some(refunded_twice))
-        .await?;
-    db.record_ledger("bob", "refund", total, Some(refunded_twice))
-        .await?;
-    db.record_ledger("bob", "refund", total, Some(refunded_twice))
-        .await?;
-
     let refunded_uncharged = db
-        .insert_order("bob", OrderState::InFlight, &lines, total)
+        .in_flight_order_with_ledger("bob", &lines, &[refund])
         .await?;
-    db.record_ledger("bob", "refund", total, Some(refunded_uncharged))
-        .await?;
-
     let refunded_short = db
-        .insert_order("bob", OrderState::InFlight, &lines, total)
-        .await?;
-    db.record_ledger("bob", "charge", total, Some(refunded_short))
-        .await?;
-    db.record_ledger("bob", "refund", total - 1, Some(refunded_short))
+        .in_flight_order_with_ledger("bob", &lines, &[charge, ("refund", total - 1)])
         .await?;
 
     let report = db.audit(&AuditOptions::default()).await?;

@@ -198,6 +198,16 @@ impl Stack {
         StackOptions::default().start().await
     }
 
+    /// Starts the stack with the demo catalogue and accounts and no other option.
+    pub async fn with_demo_data() -> anyhow::Result<Stack> {
+        StackOptions {
+            seed_demo_data: true,
+            ..StackOptions::default()
+        }
+        .start()
+        .await
+    }
+
     /// Assembles a stack from servers and services started elsewhere (`microcosm up`
     /// starts them in directories that outlive it): one PostgreSQL server holding the
     /// three databases, no proxies.

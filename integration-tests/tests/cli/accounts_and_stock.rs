@@ -1,6 +1,6 @@
 //! `microcosm inventory` and `microcosm billing`: reading and changing stock and money.
 
-use microcosm_testkit::StackOptions;
+use microcosm_testkit::Stack;
 use serde_json::Value;
 
 use crate::support::Microcosm;
@@ -15,13 +15,7 @@ fn keyboard(listed: &Value) -> &Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inventory_and_billing_commands_show_and_change_stock_and_balances() {
-    let stack = StackOptions {
-        seed_demo_data: true,
-        ..Default::default()
-    }
-    .start()
-    .await
-    .expect("stack");
+    let stack = Stack::with_demo_data().await.expect("stack");
     let cli = Microcosm::for_stack(&stack);
 
     let catalogue = cli.succeed(&["inventory", "list"]).await;

@@ -5,19 +5,13 @@
 use std::time::Duration;
 
 use integration_tests::{audit, wait_until_no_order_pending};
-use microcosm_testkit::StackOptions;
+use microcosm_testkit::Stack;
 
 use crate::support::Microcosm;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_places_the_orders_asked_for_and_every_one_ends() {
-    let stack = StackOptions {
-        seed_demo_data: true,
-        ..Default::default()
-    }
-    .start()
-    .await
-    .expect("stack");
+    let stack = Stack::with_demo_data().await.expect("stack");
     let cli = Microcosm::for_stack(&stack);
     let run = cli
         .run(&["load", "--orders", "60", "--rate", "60"])

@@ -1,18 +1,12 @@
 //! `microcosm order`: place, get, list, cancel and watch over a seeded stack.
 
-use microcosm_testkit::{Stack, StackOptions};
+use microcosm_testkit::Stack;
 use serde_json::Value;
 
 use crate::support::Microcosm;
 
 async fn seeded_stack() -> Stack {
-    StackOptions {
-        seed_demo_data: true,
-        ..Default::default()
-    }
-    .start()
-    .await
-    .expect("stack")
+    Stack::with_demo_data().await.expect("stack")
 }
 
 /// The value of a `label  value` line of an order's text output.

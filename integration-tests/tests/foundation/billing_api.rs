@@ -1,7 +1,7 @@
 //! The billing API over a real service and database.
 
 use microcosm_proto::billing::{DepositRequest, GetAccountRequest, OpenAccountRequest};
-use microcosm_testkit::{ServiceKind, Stack, StackOptions};
+use microcosm_testkit::{ServiceKind, Stack};
 
 use crate::clients::{assert_invalid, billing, count_rows};
 
@@ -92,13 +92,7 @@ async fn open_deposit_and_read_an_account() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_customers_are_funded() {
-    let stack = StackOptions {
-        seed_demo_data: true,
-        ..Default::default()
-    }
-    .start()
-    .await
-    .expect("stack");
+    let stack = Stack::with_demo_data().await.expect("stack");
     let mut client = billing(&stack).await;
     for customer in ["alice", "bob", "carol"] {
         let account = client
@@ -130,13 +124,7 @@ async fn demo_customers_are_funded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_rejected_naming_the_field_and_changes_nothing() {
-    let stack = StackOptions {
-        seed_demo_data: true,
-        ..Default::default()
-    }
-    .start()
-    .await
-    .expect("stack");
+    let stack = Stack::with_demo_data().await.expect("stack");
     let mut client = billing(&stack).await;
     let accounts_before = count_rows(&stack, ServiceKind::Billing, "accounts").await;
     let ledger_before = count_rows(&stack, ServiceKind::Billing, "ledger_entries").await;

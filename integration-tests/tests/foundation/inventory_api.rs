@@ -1,18 +1,12 @@
 //! The inventory API over a real service and database.
 
 use microcosm_proto::inventory::{GetProductRequest, ListProductsRequest, RestockProductRequest};
-use microcosm_testkit::{ServiceKind, StackOptions};
+use microcosm_testkit::{ServiceKind, Stack};
 
 use crate::clients::{assert_invalid, count_rows, inventory};
 
 async fn seeded_stack() -> microcosm_testkit::Stack {
-    StackOptions {
-        seed_demo_data: true,
-        ..Default::default()
-    }
-    .start()
-    .await
-    .expect("stack")
+    Stack::with_demo_data().await.expect("stack")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

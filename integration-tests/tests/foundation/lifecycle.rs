@@ -5,7 +5,7 @@ use std::time::Duration;
 use microcosm_proto::billing::{DepositRequest, GetAccountRequest};
 use microcosm_proto::inventory::{GetProductRequest, ListProductsRequest, RestockProductRequest};
 use microcosm_proto::order::{GetOrderRequest, OrderLineRequest, PlaceOrderRequest};
-use microcosm_testkit::{ServiceKind, ServingStatus, Stack, StackOptions};
+use microcosm_testkit::{ServiceKind, ServingStatus, Stack};
 use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
@@ -109,13 +109,7 @@ async fn reflection_lists_each_services_api_and_describes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_migrations_again_is_harmless() {
-    let mut stack = StackOptions {
-        seed_demo_data: true,
-        ..Default::default()
-    }
-    .start()
-    .await
-    .expect("stack");
+    let mut stack = Stack::with_demo_data().await.expect("stack");
     let mut applied = Vec::new();
     for kind in ServiceKind::all() {
         let pool = stack.superuser_pool(kind).await.expect("pool");
@@ -227,13 +221,7 @@ async fn sigterm_stops_each_service_cleanly_and_promptly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_service_restarts_with_its_data_intact() {
-    let mut stack = StackOptions {
-        seed_demo_data: true,
-        ..Default::default()
-    }
-    .start()
-    .await
-    .expect("stack");
+    let mut stack = Stack::with_demo_data().await.expect("stack");
     let placed = order(&stack)
         .await
         .place_order(PlaceOrderRequest {

@@ -23,30 +23,41 @@ async fn cancel(
         .map(|response| response.into_inner().order.expect("order"))
 }
 
-async fn assert_cancelled_by_customer_leaving_nothing(
-    stack: &Stack,
-    order_id: &str,
-    stock_before: (i64, i64),
-    money_before: i64,
-) {
-    let order = wait_until_finished(stack, order_id).await;
-    assert_eq!(
-        order.status(),
-        OrderStatus::Cancelled,
-        "{:?}",
-        order.history
-    );
-    assert_eq!(order.reason, "cancelled_by_customer");
-    assert_eq!(stock(stack, "DOCK-01").await, stock_before, "stock is back");
-    assert_eq!(balance(stack, "bob").await, money_before, "money is back");
-    assert_audit_clean(stack).await;
+/// Bob's dock stock and money before an order that will be cancelled.
+struct Before {
+    stock: (i64, i64),
+    money: i64,
+}
+
+impl Before {
+    async fn read(stack: &Stack) -> Self {
+        Self {
+            stock: stock(stack, "DOCK-01").await,
+            money: balance(stack, "bob").await,
+        }
+    }
+
+    /// The order ends cancelled by the customer, and the stock and the money
+    /// are back where they were; the audit agrees.
+    async fn assert_cancelled_leaving_nothing(&self, stack: &Stack, order_id: &str) {
+        let order = wait_until_finished(stack, order_id).await;
+        assert_eq!(
+            order.status(),
+            OrderStatus::Cancelled,
+            "{:?}",
+            order.history
+        );
+        assert_eq!(order.reason, "cancelled_by_customer");
+        assert_eq!(stock(stack, "DOCK-01").await, self.stock, "stock is back");
+        assert_eq!(balance(stack, "bob").await, self.money, "money is back");
+        assert_audit_clean(stack).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_while_reserving_releases_the_reservation_that_arrives() {
     let mut stack = patient_stack().await;
-    let (stock_before, money_before) =
-        (stock(&stack, "DOCK-01").await, balance(&stack, "bob").await);
+    let before = Before::read(&stack).await;
     stack.inventory.pause().expect("pause inventory");
     let order = place(&stack, "bob", &[("DOCK-01", 2)]).await;
     let cancelling = cancel(&stack, &order.order_id).await.expect("cancel");
@@ -55,39 +66,29 @@ async fn cancel_while_reserving_releases_the_reservation_that_arrives() {
         (OrderStatus::Pending, "COMPENSATING")
     );
     stack.inventory.resume().expect("resume inventory");
-    assert_cancelled_by_customer_leaving_nothing(
-        &stack,
-        &order.order_id,
-        stock_before,
-        money_before,
-    )
-    .await;
+    before
+        .assert_cancelled_leaving_nothing(&stack, &order.order_id)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_while_charging_releases_stock_and_refunds_a_late_capture() {
     let mut stack = patient_stack().await;
-    let (stock_before, money_before) =
-        (stock(&stack, "DOCK-01").await, balance(&stack, "bob").await);
+    let before = Before::read(&stack).await;
     stack.billing.pause().expect("pause billing");
     let order = place(&stack, "bob", &[("DOCK-01", 1)]).await;
     wait_for_saga_state(&stack, &order.order_id, "CHARGING").await;
     cancel(&stack, &order.order_id).await.expect("cancel");
     stack.billing.resume().expect("resume billing");
-    assert_cancelled_by_customer_leaving_nothing(
-        &stack,
-        &order.order_id,
-        stock_before,
-        money_before,
-    )
-    .await;
+    before
+        .assert_cancelled_leaving_nothing(&stack, &order.order_id)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_while_committing_returns_the_sold_stock_and_refunds() {
     let mut stack = patient_stack().await;
-    let (stock_before, money_before) =
-        (stock(&stack, "DOCK-01").await, balance(&stack, "bob").await);
+    let before = Before::read(&stack).await;
     stack.billing.pause().expect("pause billing");
     let order = place(&stack, "bob", &[("DOCK-01", 1)]).await;
     wait_for_saga_state(&stack, &order.order_id, "CHARGING").await;
@@ -96,13 +97,9 @@ async fn cancel_while_committing_returns_the_sold_stock_and_refunds() {
     wait_for_saga_state(&stack, &order.order_id, "COMMITTING").await;
     cancel(&stack, &order.order_id).await.expect("cancel");
     stack.inventory.resume().expect("resume inventory");
-    assert_cancelled_by_customer_leaving_nothing(
-        &stack,
-        &order.order_id,
-        stock_before,
-        money_before,
-    )
-    .await;
+    before
+        .assert_cancelled_leaving_nothing(&stack, &order.order_id)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt as _;
-use microcosm_testkit::{ServiceKind, Stack, StackOptions};
+use microcosm_testkit::{ServiceKind, Stack};
 
 /// A client logged in with `kind`'s own credentials (as the service does), and the
 /// errors the server sends it.
@@ -74,13 +74,7 @@ async fn stream_messages(stack: &Stack, stream: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inventory_cannot_publish_billing_s_subjects_nor_read_order_s_commands_to_billing() {
-    let stack = StackOptions {
-        seed_demo_data: true,
-        ..StackOptions::default()
-    }
-    .start()
-    .await
-    .expect("stack");
+    let stack = Stack::with_demo_data().await.expect("stack");
     let (inventory, errors) = connect_as(&stack, ServiceKind::Inventory).await;
     let js = jetstream::new(inventory.clone());
 

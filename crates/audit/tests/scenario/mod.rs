@@ -207,6 +207,26 @@ impl Databases {
         Ok(())
     }
 
+    /// An order still in flight for `customer_id` (so its total is not judged
+    /// yet) with these ledger entries against it, `(kind, amount)` in order;
+    /// returns its id.
+    pub(crate) async fn in_flight_order_with_ledger(
+        &self,
+        customer_id: &str,
+        lines: &[Line],
+        entries: &[(&str, i64)],
+    ) -> anyhow::Result<Uuid> {
+        let total = total_of(lines);
+        let order_id = self
+            .insert_order(customer_id, OrderState::InFlight, lines, total)
+            .await?;
+        for (kind, amount) in entries {
+            self.record_ledger(customer_id, kind, *amount, Some(order_id))
+                .await?;
+        }
+        Ok(order_id)
+    }
+
     /// Writes a ledger entry and moves the account's balance by it, the way the
     /// billing service does: deposits and refunds add, charges subtract.
     pub(crate) async fn record_ledger(
