@@ -117,7 +117,8 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, GrpcError> 
 }
 
 /// Serves until `shutdown` is triggered, then stops accepting connections and
-/// gives in-flight calls up to `grace` to finish.
+/// gives in-flight calls up to `grace` to finish; the calls still running then
+/// are abandoned (their clients see the connection close).
 ///
 /// # Errors
 /// If the server fails while serving.
@@ -142,10 +143,7 @@ pub async fn serve(
     match tokio::time::timeout(grace, server).await {
         Ok(result) => Ok(result?),
         Err(_) => {
-            tracing::warn!(
-                ?grace,
-                "in-flight gRPC calls outlived the shutdown grace period; closing them"
-            );
+            shutdown.cut_short("in-flight gRPC calls");
             Ok(())
         }
     }

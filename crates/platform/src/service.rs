@@ -6,11 +6,21 @@
 //! then runs the gRPC server and the dependency probe until shutdown, and closes
 //! the pool and the NATS connection on the way out. [`main`] is the whole body of
 //! each service's `main.rs`.
+//!
+//! A shutdown always ends within `SHUTDOWN_GRACE_MS` plus [`CLOSE_BOUND`] and
+//! [`TELEMETRY_FLUSH_BOUND`], whatever state the database and NATS are in and
+//! whichever start-up step the service is at: every step of the start races the
+//! shutdown signal, background tasks still running at the end of the grace period
+//! are abandoned, and closing the pool, flushing NATS and flushing telemetry each
+//! have a bound of their own. What had to be abandoned is named in the last line
+//! the service logs.
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
@@ -36,6 +46,15 @@ pub const EXIT_CONFIG: u8 = 78;
 /// Exit code for an unknown command-line argument (`EX_USAGE` from sysexits.h).
 pub const EXIT_USAGE: u8 = 64;
 
+/// How long closing the connections may take once the grace period is over:
+/// flushing NATS (skipped while it is disconnected) and closing the pool, whose
+/// server may be gone or frozen.
+pub const CLOSE_BOUND: Duration = Duration::from_millis(500);
+
+/// How long the last spans and metrics may take to reach the collector on the
+/// way out; an unreachable collector costs no more than this.
+pub const TELEMETRY_FLUSH_BOUND: Duration = Duration::from_millis(750);
+
 /// Why a service could not start, or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -60,6 +79,9 @@ pub enum ServiceError {
     /// A background task (relay, consumer, timer) stopped before shutdown.
     #[error("background task {0:?} stopped unexpectedly")]
     TaskStopped(&'static str),
+    /// Shutdown was asked for before start-up finished; not a failure.
+    #[error("shut down during start-up ({0})")]
+    Interrupted(&'static str),
 }
 
 /// What makes a crate a runnable Microcosm service: how it reads its
@@ -78,8 +100,12 @@ pub trait Microservice: Sized {
     /// address, telemetry, ...).
     fn common(config: &Self::Config) -> &ServiceConfig;
 
-    /// Connects, migrates and binds; ready to serve.
-    fn build(config: Self::Config) -> impl Future<Output = Result<Self, ServiceError>> + Send;
+    /// Connects, migrates and binds; ready to serve. Gives up with
+    /// [`ServiceError::Interrupted`] as soon as `shutdown` is triggered.
+    fn build(
+        config: Self::Config,
+        shutdown: &Shutdown,
+    ) -> impl Future<Output = Result<Self, ServiceError>> + Send;
 
     /// Serves until `shutdown`, then drains and closes.
     fn run_until(self, shutdown: Shutdown)
@@ -87,8 +113,9 @@ pub trait Microservice: Sized {
 }
 
 /// The body of every service's `main`: configuration (exit 78 naming each bad
-/// variable), telemetry, build, run until SIGTERM/SIGINT. With the argument
-/// `healthcheck` it checks a running instance instead (see [`crate::healthcheck`]).
+/// variable), telemetry, build, run until SIGTERM/SIGINT, and one line saying how
+/// the shutdown went. With the argument `healthcheck` it checks a running instance
+/// instead (see [`crate::healthcheck`]).
 pub async fn main<S: Microservice>() -> ExitCode {
     let command = std::env::args().nth(1);
     let config = match S::load_config(&ProcessEnv) {
@@ -115,21 +142,55 @@ pub async fn main<S: Microservice>() -> ExitCode {
     }
     let telemetry = init_telemetry(&S::common(&config).telemetry);
     tracing::info!(?config, "starting");
-    let result = async {
-        let shutdown = Shutdown::on_signals().map_err(ServiceError::Signals)?;
-        S::build(config).await?.run_until(shutdown).await
+    // Signals are caught before anything else, so SIGTERM is honoured at every
+    // step of the start-up too (waiting for the database, migrating, ...).
+    let shutdown = match Shutdown::on_signals() {
+        Ok(shutdown) => shutdown,
+        Err(error) => {
+            let error = ServiceError::Signals(error);
+            tracing::error!(error = %error_chain(&error), "could not start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match S::build(config, &shutdown).await {
+        Ok(service) => service.run_until(shutdown.clone()).await,
+        Err(error) => Err(error),
+    };
+    let result = match result {
+        Err(ServiceError::Interrupted(step)) => {
+            shutdown.cut_short(format!("start-up ({step})"));
+            Ok(())
+        }
+        other => other,
+    };
+    if !telemetry.shutdown(TELEMETRY_FLUSH_BOUND).await {
+        shutdown.cut_short("telemetry flush (is the collector reachable?)");
     }
-    .await;
-    telemetry.shutdown().await;
+    let took_ms = u64::try_from(shutdown.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let cut_short = shutdown.what_was_cut_short();
     match result {
         Ok(()) => {
-            tracing::info!("stopped cleanly");
+            tracing::info!(took_ms, ?cut_short, "shutdown finished; stopped cleanly");
             ExitCode::SUCCESS
         }
         Err(error) => {
-            tracing::error!(error = %error_chain(&error), "stopped with an error");
+            tracing::error!(took_ms, ?cut_short, error = %error_chain(&error), "stopped with an error");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs one start-up step unless shutdown is asked for first, in which case the
+/// step is abandoned (a half-applied migration rolls back with its connection)
+/// and start-up ends with [`ServiceError::Interrupted`] naming it.
+async fn start_up_step<T, E: Into<ServiceError>>(
+    shutdown: &Shutdown,
+    step: &'static str,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, ServiceError> {
+    match shutdown.unless_triggered(work).await {
+        Some(result) => result.map_err(Into::into),
+        None => Err(ServiceError::Interrupted(step)),
     }
 }
 
@@ -159,48 +220,68 @@ impl ServiceHost {
     /// Connects to the database (bounded wait), migrates, seeds demo data when
     /// `SEED_DEMO_DATA` is set, connects to NATS and binds the gRPC port.
     ///
-    /// `demo_data` is idempotent SQL: loading it twice changes nothing.
+    /// `demo_data` is idempotent SQL: loading it twice changes nothing. Each step
+    /// gives up as soon as `shutdown` is triggered.
     ///
     /// # Errors
     /// If any step fails; the error names the step and the setting to check.
+    /// [`ServiceError::Interrupted`] if shutdown came first.
     pub async fn start(
         name: &'static str,
         config: ServiceConfig,
         migrator: &Migrator,
         demo_data: &'static str,
+        shutdown: &Shutdown,
     ) -> Result<Self, ServiceError> {
         // Bind first: a port that is taken fails the start at once, naming it,
         // before any database work.
         let listener = crate::grpc::bind(config.grpc_listen_addr).await?;
-        let pool = crate::db::connect(
-            &config.database_url,
-            config.database_max_connections,
-            config.database_connect_timeout,
+        let pool = start_up_step(
+            shutdown,
+            "waiting for the database",
+            crate::db::connect(
+                &config.database_url,
+                config.database_max_connections,
+                config.database_connect_timeout,
+            ),
         )
         .await?;
         crate::metrics::observe(name, &pool);
-        // Schema changes as the owner, over a connection of their own that is
-        // closed before serving; the pool serves as the runtime role.
-        let owner = match &config.migration_database_url {
-            Some(url) => Some(crate::db::connect(url, 1, config.database_connect_timeout).await?),
-            None => None,
+        let migrating = async {
+            // Schema changes as the owner, over a connection of their own that is
+            // closed before serving; the pool serves as the runtime role.
+            let owner = match &config.migration_database_url {
+                Some(url) => {
+                    Some(crate::db::connect(url, 1, config.database_connect_timeout).await?)
+                }
+                None => None,
+            };
+            let setup = owner.as_ref().unwrap_or(&pool);
+            crate::db::migrate(setup, migrator).await?;
+            if config.seed_demo_data {
+                sqlx::raw_sql(demo_data)
+                    .execute(setup)
+                    .await
+                    .map_err(ServiceError::Seed)?;
+                tracing::info!("demo data loaded");
+            }
+            if let Some(owner) = owner {
+                owner.close().await;
+            }
+            Ok::<_, ServiceError>(())
         };
-        let setup = owner.as_ref().unwrap_or(&pool);
-        crate::db::migrate(setup, migrator).await?;
-        if config.seed_demo_data {
-            sqlx::raw_sql(demo_data)
-                .execute(setup)
-                .await
-                .map_err(ServiceError::Seed)?;
-            tracing::info!("demo data loaded");
-        }
-        if let Some(owner) = owner {
-            owner.close().await;
-        }
-        let nats = crate::messaging::connect(&config.nats_url, name).await?;
+        start_up_step(shutdown, "migrating and loading demo data", migrating).await?;
+        let nats = start_up_step(
+            shutdown,
+            "connecting to NATS",
+            crate::messaging::connect(&config.nats_url, name),
+        )
+        .await?;
         let faults = Faults::new(name);
-        if let Err(error) = faults.refresh(&pool).await {
-            tracing::warn!(%error, "could not read the fault flags yet");
+        match shutdown.unless_triggered(faults.refresh(&pool)).await {
+            Some(Ok(())) => {}
+            Some(Err(error)) => tracing::warn!(%error, "could not read the fault flags yet"),
+            None => return Err(ServiceError::Interrupted("reading the fault flags")),
         }
         Ok(Self {
             config,
@@ -282,8 +363,9 @@ impl ServiceHost {
     /// service names are `api_services`), relays the outbox and runs `tasks`
     /// (consumers, timers) until `shutdown`. If any task stops on its own, the
     /// whole service stops and says which: a supervisor restarts it whole rather
-    /// than leaving it half alive. On the way out in-flight calls may finish
-    /// within the grace period, then NATS is flushed and the pool closed.
+    /// than leaving it half alive. On the way out in-flight calls and tasks may
+    /// finish within the grace period (what is still running then is abandoned
+    /// and named), then NATS is flushed and the pool closed within [`CLOSE_BOUND`].
     ///
     /// # Errors
     /// If the gRPC server fails or a task stops unexpectedly.
@@ -322,6 +404,7 @@ impl ServiceHost {
             settings: self.config.messaging.relay,
         };
         let mut running = tokio::task::JoinSet::new();
+        let mut still_running = BTreeSet::new();
         let all_tasks = [
             BackgroundTask::new("health probe", probe.run(shutdown.clone())),
             BackgroundTask::new("outbox relay", relay.run(shutdown.clone())),
@@ -336,6 +419,7 @@ impl ServiceHost {
         .chain(tasks);
         for task in all_tasks {
             let name = task.name;
+            still_running.insert(name);
             running.spawn(async move {
                 task.future.await;
                 name
@@ -353,7 +437,13 @@ impl ServiceHost {
         tokio::select! {
             served = &mut server => failure = served.err().map(ServiceError::from),
             Some(stopped) = running.join_next() => {
-                let name = stopped.unwrap_or("a task that panicked");
+                let name = match stopped {
+                    Ok(name) => {
+                        still_running.remove(name);
+                        name
+                    }
+                    Err(_) => "a task that panicked",
+                };
                 if !shutdown.is_triggered() {
                     tracing::error!(task = name, "a background task stopped unexpectedly; stopping the service");
                     failure = Some(ServiceError::TaskStopped(name));
@@ -366,19 +456,51 @@ impl ServiceHost {
         }
         // Whatever ended the server, the rest of the process stops with it.
         shutdown.trigger();
-        while let Some(stopped) = running.join_next().await {
-            if let Err(error) = stopped {
-                tracing::warn!(%error, "a background task ended abnormally");
+        let deadline = shutdown.deadline(self.config.shutdown_grace);
+        let joined = tokio::time::timeout_at(deadline, async {
+            while let Some(stopped) = running.join_next().await {
+                match stopped {
+                    Ok(name) => {
+                        still_running.remove(name);
+                    }
+                    Err(error) => tracing::warn!(%error, "a background task ended abnormally"),
+                }
             }
+        })
+        .await;
+        if joined.is_err() {
+            // Dropping the set aborts them: each is cancel-safe (transactions roll
+            // back, unacknowledged messages are redelivered).
+            for name in &still_running {
+                shutdown.cut_short(*name);
+            }
+            running.abort_all();
         }
-        if let Err(error) = self.nats.flush().await {
-            tracing::warn!(%error, "could not flush NATS on shutdown");
-        }
-        self.pool.close().await;
+        close_connections(&self.nats, &self.pool, &shutdown).await;
         match failure {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+}
+
+/// Flushes what NATS still buffers (only while connected: a flush waits for a
+/// connection that may never come back) and closes the pool (whose server may
+/// be gone), together within [`CLOSE_BOUND`].
+async fn close_connections(nats: &async_nats::Client, pool: &PgPool, shutdown: &Shutdown) {
+    let deadline = tokio::time::Instant::now() + CLOSE_BOUND;
+    if crate::messaging::is_connected(nats) {
+        match tokio::time::timeout_at(deadline, nats.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "could not flush NATS on shutdown"),
+            Err(_) => shutdown.cut_short("NATS flush"),
+        }
+    }
+    if tokio::time::timeout_at(deadline, pool.close())
+        .await
+        .is_err()
+    {
+        shutdown.cut_short("closing the database pool");
     }
 }
 

@@ -39,6 +39,8 @@ mod run_as;
 pub use binaries::{nats_server_binary, postgres_bin_dir, service_binary};
 pub use collector::{CollectedPoint, CollectedSpan, CollectorFiles, OtlpCollector};
 pub use nats::Nats;
+/// The signals tests send to processes (SIGTERM, SIGINT, ...), re-exported.
+pub use nix::sys::signal::Signal;
 pub use ports::free_port;
 pub use postgres::Postgres;
 pub use process::ManagedProcess;

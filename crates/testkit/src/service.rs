@@ -122,6 +122,10 @@ pub struct ServiceOptions {
     pub dir: Option<PathBuf>,
     /// The gRPC port (default: a free one).
     pub port: Option<u16>,
+    /// Return as soon as the process is spawned instead of waiting for SERVING:
+    /// for tests of a service whose database or NATS is down on purpose (they
+    /// wait for a line of its log with [`ServiceProcess::wait_for_log`] instead).
+    pub spawn_only: bool,
 }
 
 /// A running service binary, listening for gRPC on a loopback port.
@@ -186,7 +190,11 @@ impl ServiceProcess {
             dir,
             _temp_dir: temp_dir,
         };
-        service.spawn_and_wait().await?;
+        if options.spawn_only {
+            service.spawn()?;
+        } else {
+            service.spawn_and_wait().await?;
+        }
         Ok(service)
     }
 
@@ -276,6 +284,12 @@ impl ServiceProcess {
             process.kill()?;
         }
         Ok(())
+    }
+
+    /// Sends `signal` to the service, as a supervisor or a person at a terminal
+    /// would (SIGTERM, SIGINT, ...), without waiting for anything.
+    pub fn signal(&mut self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
+        self.running_process()?.signal(signal)
     }
 
     /// Freezes the service (SIGSTOP): its port stays open but calls hang.
@@ -378,7 +392,36 @@ impl ServiceProcess {
         running(&mut self.process, &description)
     }
 
+    /// Waits up to `timeout` until a line of the service's log contains `needle`
+    /// (a message, or a field as it appears in the JSON, e.g. `"cannot consume yet"`);
+    /// fails early, with the log tail, if the process exits first.
+    pub async fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<()> {
+        let what = format!("{} logging {needle:?}", self.kind.binary_name());
+        let log_path = self.log_path();
+        let Some(process) = self.process.as_mut() else {
+            bail!("{} is not running", self.kind.binary_name());
+        };
+        wait_until_ready(process, &what, timeout, || {
+            let log_path = log_path.clone();
+            async move {
+                let log = std::fs::read_to_string(&log_path)
+                    .with_context(|| format!("could not read {}", log_path.display()))?;
+                if log.contains(needle) {
+                    Ok(())
+                } else {
+                    bail!("not in the log yet")
+                }
+            }
+        })
+        .await
+    }
+
     async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
+        self.spawn()?;
+        self.wait_serving(SERVING_TIMEOUT).await
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
         let mut command = Command::new(&self.binary);
         command.env_clear().current_dir(&self.dir);
         for name in INHERITED_ENV {
@@ -392,7 +435,7 @@ impl ServiceProcess {
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(name, value)| (name, value)));
         self.process = Some(ManagedProcess::spawn(command, self.log_path())?);
-        self.wait_serving(SERVING_TIMEOUT).await
+        Ok(())
     }
 }
 

@@ -39,8 +39,9 @@ impl Microservice for Service {
         &config.common
     }
 
-    async fn build(config: Config) -> Result<Self, ServiceError> {
-        let host = ServiceHost::start("billing", config.common, &MIGRATOR, DEMO_DATA).await?;
+    async fn build(config: Config, shutdown: &Shutdown) -> Result<Self, ServiceError> {
+        let host =
+            ServiceHost::start("billing", config.common, &MIGRATOR, DEMO_DATA, shutdown).await?;
         Ok(Self { host })
     }
 

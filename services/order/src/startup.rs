@@ -46,7 +46,7 @@ impl Microservice for Service {
         &config.common
     }
 
-    async fn build(config: Config) -> Result<Self, ServiceError> {
+    async fn build(config: Config, shutdown: &Shutdown) -> Result<Self, ServiceError> {
         // Over https the participants are verified against GRPC_TLS_CA, and order
         // presents its own certificate (mutual TLS).
         let tls = match &config.common.grpc_tls {
@@ -61,7 +61,8 @@ impl Microservice for Service {
                     "invalid INVENTORY_GRPC_URL or BILLING_GRPC_URL: {error}"
                 ))
             })?;
-        let host = ServiceHost::start("order", config.common, &MIGRATOR, DEMO_DATA).await?;
+        let host =
+            ServiceHost::start("order", config.common, &MIGRATOR, DEMO_DATA, shutdown).await?;
         // Every outcome exists from the start, at 0, so that a dashboard's
         // increase() sees the first order of each kind.
         microcosm_platform::metrics::saga_outcomes_known(

@@ -213,11 +213,17 @@ impl Faults {
     pub async fn watch(self, pool: PgPool, shutdown: Shutdown) {
         let mut listener = None;
         while !shutdown.is_triggered() {
-            if let Err(error) = self.refresh(&pool).await {
-                tracing::debug!(%error, "could not read fault flags");
+            // A database that stopped answering must not hold up a shutdown.
+            match shutdown.unless_triggered(self.refresh(&pool)).await {
+                Some(Ok(())) => {}
+                Some(Err(error)) => tracing::debug!(%error, "could not read fault flags"),
+                None => return,
             }
             if listener.is_none() {
-                listener = store::listen(&pool).await.ok();
+                let Some(listening) = shutdown.unless_triggered(store::listen(&pool)).await else {
+                    return;
+                };
+                listener = listening.ok();
             }
             let notified = async {
                 match listener.as_mut() {

@@ -85,7 +85,9 @@ pub async fn run_consumer<H: MessageHandler>(
     let mut in_flight = JoinSet::new();
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_triggered() {
-        let messages = async {
+        // JetStream requests wait for a NATS that is not there: the set-up races
+        // the shutdown signal like every other wait in this loop.
+        let setting_up = async {
             super::streams::ensure_streams(&js).await?;
             let consumer = ensure_consumer(&js, &spec).await?;
             let lag = tokio::spawn(report_lag(consumer.clone(), spec.durable));
@@ -97,8 +99,10 @@ pub async fn run_consumer<H: MessageHandler>(
                     .await?,
                 AbortOnDrop(lag),
             ))
-        }
-        .await;
+        };
+        let Some(messages) = shutdown.unless_triggered(setting_up).await else {
+            return;
+        };
         let (mut messages, _lag_reporter) = match messages {
             Ok(messages) => {
                 backoff = Duration::from_millis(100);

@@ -108,16 +108,31 @@ pub struct OutboxRelay {
 
 impl OutboxRelay {
     /// Relays until `shutdown`. Errors are logged and retried with backoff: the
-    /// outbox keeps every message until NATS or the database is back.
+    /// outbox keeps every message until NATS or the database is back. Every wait
+    /// races the shutdown signal; a round abandoned half way is harmless (its
+    /// transaction rolls back, and a row published but not yet marked is
+    /// published again and dropped by JetStream's duplicate window).
     pub async fn run(self, shutdown: Shutdown) {
-        let mut listener = self.listen().await;
+        let Some(mut listener) = shutdown.unless_triggered(self.listen()).await else {
+            return;
+        };
         let mut backoff = Duration::from_millis(100);
         let mut last_cleanup = tokio::time::Instant::now();
         while !shutdown.is_triggered() {
-            match relay_outbox_batch(&self.pool, &self.jetstream, &self.settings).await {
+            let round = relay_outbox_batch(&self.pool, &self.jetstream, &self.settings);
+            let Some(round) = shutdown.unless_triggered(round).await else {
+                break;
+            };
+            match round {
                 Ok(published) => {
                     crate::metrics::outbox_published(published as u64);
-                    record_backlog(&self.pool).await;
+                    if shutdown
+                        .unless_triggered(record_backlog(&self.pool))
+                        .await
+                        .is_none()
+                    {
+                        break;
+                    }
                     backoff = Duration::from_millis(100);
                     if published as i64 == self.settings.batch_size {
                         continue; // more are waiting
@@ -134,8 +149,13 @@ impl OutboxRelay {
                 }
             }
             if last_cleanup.elapsed() >= self.settings.retention.min(Duration::from_secs(30)) {
-                if let Err(error) = delete_published(&self.pool, self.settings.retention).await {
-                    tracing::warn!(%error, "could not clean up published outbox rows");
+                let cleanup = delete_published(&self.pool, self.settings.retention);
+                match shutdown.unless_triggered(cleanup).await {
+                    Some(Ok(())) => {}
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "could not clean up published outbox rows");
+                    }
+                    None => break,
                 }
                 last_cleanup = tokio::time::Instant::now();
             }
@@ -166,7 +186,7 @@ impl OutboxRelay {
             }
             () = tokio::time::sleep(self.settings.poll_interval) => {
                 if listener.is_none() {
-                    *listener = self.listen().await;
+                    *listener = shutdown.unless_triggered(self.listen()).await.flatten();
                 }
             }
             () = shutdown.triggered() => {}

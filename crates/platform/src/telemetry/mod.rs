@@ -20,6 +20,7 @@ pub mod propagation;
 
 use std::io::IsTerminal;
 use std::str::FromStr;
+use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
@@ -79,19 +80,32 @@ pub struct TelemetryGuard {
 }
 
 impl TelemetryGuard {
-    /// Exports what is buffered and stops the exporter. The SDK's shutdown
-    /// blocks, so it runs on a blocking thread.
-    pub async fn shutdown(self) {
+    /// Exports what is buffered and stops the exporters, waiting at most `bound`:
+    /// `false` if that was not enough (a collector that does not answer must not
+    /// hold a process that was asked to stop). The SDK's shutdown blocks, so it
+    /// runs on a thread of its own, which is left behind if it overruns.
+    pub async fn shutdown(self, bound: Duration) -> bool {
         let (provider, meters) = (self.provider, self.meters);
-        let flushed =
-            tokio::task::spawn_blocking(move || (provider.shutdown(), meters.shutdown())).await;
-        if let Ok((spans, metrics)) = flushed {
-            if let Err(error) = spans {
-                eprintln!("could not flush the last spans: {error}");
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        let flushing = std::thread::Builder::new()
+            .name("telemetry-flush".into())
+            .spawn(move || {
+                let _ = done.send((provider.shutdown_with_timeout(bound), meters.shutdown()));
+            });
+        if flushing.is_err() {
+            return false;
+        }
+        match tokio::time::timeout(bound, flushed).await {
+            Ok(Ok((spans, metrics))) => {
+                if let Err(error) = spans {
+                    tracing::warn!(%error, "could not flush the last spans");
+                }
+                if let Err(error) = metrics {
+                    tracing::warn!(%error, "could not flush the last metrics");
+                }
+                true
             }
-            if let Err(error) = metrics {
-                eprintln!("could not flush the last metrics: {error}");
-            }
+            Ok(Err(_)) | Err(_) => false,
         }
     }
 }

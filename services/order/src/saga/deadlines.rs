@@ -35,9 +35,22 @@ pub async fn run_deadline_sweeper(
         }
         if last_census.elapsed() >= CENSUS_INTERVAL {
             last_census = tokio::time::Instant::now();
-            record_sagas_in_flight(&pool).await;
+            if shutdown
+                .unless_triggered(record_sagas_in_flight(&pool))
+                .await
+                .is_none()
+            {
+                return;
+            }
         }
-        match sweep_overdue_sagas(&pool, &driver).await {
+        // A sweep abandoned by shutdown rolls back; the next process sweeps again.
+        let Some(swept) = shutdown
+            .unless_triggered(sweep_overdue_sagas(&pool, &driver))
+            .await
+        else {
+            return;
+        };
+        match swept {
             Ok(0) => {}
             Ok(swept) => tracing::info!(swept, "applied missed deadlines"),
             Err(error) => {

@@ -104,6 +104,7 @@ impl StartPlan<'_> {
             binary: None,
             dir: Some(self.data_dir.service_logs(kind)),
             port: Some(self.ports.port(kind)),
+            spawn_only: false,
         };
         ServiceProcess::start_with(kind, env, options)
             .await

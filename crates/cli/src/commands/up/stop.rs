@@ -9,13 +9,19 @@
 
 use std::time::Duration;
 
+use microcosm_platform::service::{CLOSE_BOUND, TELEMETRY_FLUSH_BOUND};
 use microcosm_testkit::{ServiceKind, ServiceProcess, Stack};
 
 /// A service's grace period when its environment does not set one (the services'
 /// own default for `SHUTDOWN_GRACE_MS`).
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// Time on top of the grace period for the process to close its pool and exit.
-const EXIT_MARGIN: Duration = Duration::from_secs(5);
+/// Time on top of the grace period for the process to close its connections,
+/// flush its telemetry and exit. A service bounds the first two itself, so Ctrl-C
+/// ends `up` within the grace period and this margin (2 s), whatever state NATS
+/// and PostgreSQL are in.
+const EXIT_MARGIN: Duration = CLOSE_BOUND
+    .saturating_add(TELEMETRY_FLUSH_BOUND)
+    .saturating_add(Duration::from_millis(750));
 
 /// Stops everything gracefully. Returns whether every part stopped in time; those that
 /// did not were killed and are named on stderr.
