@@ -134,6 +134,24 @@ impl Servers {
     }
 }
 
+/// `kind` SERVING on a PostgreSQL and a nats-server of its own, which the test
+/// then breaks.
+async fn serving(kind: ServiceKind) -> (Servers, ServiceProcess) {
+    let servers = Servers::both(&[kind]).await;
+    let mut service = servers.spawn(kind).await;
+    service.wait_serving(REACH_STATE).await.expect("SERVING");
+    (servers, service)
+}
+
+/// Waits until the health probe has logged NOT_SERVING with `reason`, a fragment
+/// of its JSON line such as `"nats_up":false`.
+async fn wait_until_not_serving(service: &mut ServiceProcess, reason: &str) {
+    service
+        .wait_for_log(reason, REACH_STATE)
+        .await
+        .unwrap_or_else(|error| panic!("never NOT_SERVING with {reason}: {error:#}"));
+}
+
 async fn postgres_for(kinds: &[ServiceKind]) -> Postgres {
     let postgres = Postgres::start().await.expect("PostgreSQL");
     for kind in kinds {
@@ -307,23 +325,16 @@ async fn sigterm_when_nats_was_never_reachable_and_the_consumer_is_retrying() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_after_nats_went_away_mid_run() {
-    let mut servers = Servers::both(&[ServiceKind::Billing]).await;
-    let mut service = servers.spawn(ServiceKind::Billing).await;
-    service.wait_serving(REACH_STATE).await.expect("SERVING");
+    let (mut servers, mut service) = serving(ServiceKind::Billing).await;
     servers.nats().stop().await.expect("stop nats-server");
-    service
-        .wait_for_log(r#""nats_up":false"#, REACH_STATE)
-        .await
-        .expect("NOT_SERVING without NATS");
+    wait_until_not_serving(&mut service, r#""nats_up":false"#).await;
 
     assert_stops_within_the_bound(&mut service).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_nats_is_frozen() {
-    let mut servers = Servers::both(&[ServiceKind::Inventory]).await;
-    let mut service = servers.spawn(ServiceKind::Inventory).await;
-    service.wait_serving(REACH_STATE).await.expect("SERVING");
+    let (mut servers, mut service) = serving(ServiceKind::Inventory).await;
     // Still connected as far as the client knows, and nothing answers.
     servers.nats().pause().expect("SIGSTOP nats-server");
 
@@ -353,48 +364,33 @@ async fn sigterm_with_a_trace_collector_that_never_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_after_the_database_stopped_mid_run() {
-    let mut servers = Servers::both(&[ServiceKind::Inventory]).await;
-    let mut service = servers.spawn(ServiceKind::Inventory).await;
-    service.wait_serving(REACH_STATE).await.expect("SERVING");
+    let (mut servers, mut service) = serving(ServiceKind::Inventory).await;
     servers.postgres().stop().await.expect("stop PostgreSQL");
-    service
-        .wait_for_log(r#""database_up":false"#, REACH_STATE)
-        .await
-        .expect("NOT_SERVING without its database");
+    wait_until_not_serving(&mut service, r#""database_up":false"#).await;
 
     assert_stops_within_the_bound(&mut service).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_the_database_is_frozen() {
-    let mut servers = Servers::both(&[ServiceKind::Order]).await;
-    let mut service = servers.spawn(ServiceKind::Order).await;
-    service.wait_serving(REACH_STATE).await.expect("SERVING");
+    let (mut servers, mut service) = serving(ServiceKind::Order).await;
     // Connections stay open and no query is ever answered.
     servers.postgres().pause().expect("SIGSTOP PostgreSQL");
-    service
-        .wait_for_log(r#""database_up":false"#, REACH_STATE)
-        .await
-        .expect("NOT_SERVING with its database frozen");
+    wait_until_not_serving(&mut service, r#""database_up":false"#).await;
 
     assert_stops_within_the_bound(&mut service).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_both_the_database_and_nats_down() {
-    let mut servers = Servers::both(&[ServiceKind::Billing]).await;
-    let mut service = servers.spawn(ServiceKind::Billing).await;
-    service.wait_serving(REACH_STATE).await.expect("SERVING");
+    let (mut servers, mut service) = serving(ServiceKind::Billing).await;
     servers.nats().stop().await.expect("stop nats-server");
     servers
         .postgres()
         .kill()
         .await
         .expect("immediate PostgreSQL shutdown");
-    service
-        .wait_for_log(r#""database_up":false,"nats_up":false"#, REACH_STATE)
-        .await
-        .expect("NOT_SERVING with both down");
+    wait_until_not_serving(&mut service, r#""database_up":false,"nats_up":false"#).await;
 
     assert_stops_within_the_bound(&mut service).await;
 }
@@ -419,9 +415,7 @@ async fn sigterm_while_the_outbox_relay_backs_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_grpc_call_that_outlives_the_grace_period() {
-    let servers = Servers::both(&[ServiceKind::Order]).await;
-    let mut service = servers.spawn(ServiceKind::Order).await;
-    service.wait_serving(REACH_STATE).await.expect("SERVING");
+    let (_servers, mut service) = serving(ServiceKind::Order).await;
     // No inventory answers, so a PlaceOrder that waits for the end waits long.
     let call = tokio::spawn(place_order_and_wait(&service, 30_000));
     service
