@@ -30,6 +30,7 @@ pub mod process;
 pub mod proxy;
 pub mod service;
 pub mod stack;
+pub mod work;
 
 mod binaries;
 mod process_tree;
@@ -49,3 +50,4 @@ pub use service::{ServiceDatabase, ServiceKind, ServiceOptions, ServiceProcess};
 pub use stack::{ServiceProxies, Stack, StackOptions};
 /// The health status the services report, re-exported for assertions.
 pub use tonic_health::pb::health_check_response::ServingStatus;
+pub use work::{MeteredProcess, WorkMeter, WorkReading};

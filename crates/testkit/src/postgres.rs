@@ -327,7 +327,10 @@ impl Postgres {
                 "unix_socket_directories={}",
                 self.socket_dir().display()
             ))
-            .args(["-c", "max_connections=200"]);
+            .args(["-c", "max_connections=200"])
+            // Statement counts per database, for the bench and the test that pins
+            // the work per order (see crate::work); also handy when debugging.
+            .args(["-c", "shared_preload_libraries=pg_stat_statements"]);
         let url = self.superuser_url("postgres");
         let ours = fs::canonicalize(self.data_dir()).unwrap_or_else(|_| self.data_dir());
         let server = self

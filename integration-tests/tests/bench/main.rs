@@ -72,6 +72,16 @@ async fn a_quick_bench_measures_the_saga_the_monolith_and_every_service() {
         "/saga/completed_per_second",
         "/saga/ack_latency_ms/count",
         "/saga/place_to_end_latency_ms/count",
+        "/saga/work_per_order/cpu_ms",
+        "/saga/work_per_order/cpu_ms_by_process/postgres",
+        "/saga/work_per_order/cpu_ms_by_process/order",
+        "/saga/work_per_order/transactions",
+        "/saga/work_per_order/writing_transactions",
+        "/saga/work_per_order/statements",
+        "/saga/work_per_order/jetstream_messages",
+        "/monolith/work_per_order/cpu_ms",
+        "/monolith/work_per_order/transactions",
+        "/monolith/work_per_order/statements",
     ] {
         assert_measured(&report, saga_figure);
     }

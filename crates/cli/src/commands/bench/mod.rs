@@ -38,6 +38,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use microcosm_audit::{AuditDatabases, AuditOptions};
 use microcosm_testkit::ServiceKind;
+use microcosm_testkit::work::STATS_FLUSH_DELAY;
 
 use self::report::{AuditVerdict, BenchReport, ServiceFigures};
 use self::resources::{Machine, PeakRssSampler};
@@ -48,6 +49,9 @@ use self::stack::BenchStack;
 /// memory is read, so that start-up allocations that are freed soon are not
 /// counted as idle memory.
 const IDLE_SETTLE: Duration = Duration::from_secs(1);
+
+/// How long after the monolith's connections closed its statistics are read.
+const MONOLITH_STATS_SETTLE: Duration = Duration::from_millis(500);
 
 /// `--quick`: long enough to exercise every step, short enough for a test.
 const QUICK_DURATION: Duration = Duration::from_secs(3);
@@ -163,6 +167,8 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let idle = resources::resident_set_of_each(&pids)?;
 
     stack.seed_catalogue_and_customers().await?;
+    let meter = stack.work_meter(monolith::MONOLITH_DATABASE).await?;
+    let before_saga = meter.read().await?;
     eprintln!("bench: loading the saga for {:?}", plan.duration);
     let sampler = PeakRssSampler::start(pids);
     let order_channel = stack.service(ServiceKind::Order)?.channel().await?;
@@ -175,11 +181,21 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     .await;
     let peaks = sampler.stop();
     let saga = saga?;
+    eprintln!(
+        "bench: waiting {:?} for PostgreSQL's statistics to count every transaction",
+        STATS_FLUSH_DELAY
+    );
+    tokio::time::sleep(STATS_FLUSH_DELAY).await;
+    let saga_work = meter.read().await?.since(&before_saga);
     let audit = audit_services(&stack).await;
 
     eprintln!("bench: loading the monolith for {:?}", plan.duration);
     let pool = monolith::prepare_monolith(&stack, plan.clients).await?;
+    let before_monolith = meter.read().await?;
     let monolith = monolith::run_monolith_load(pool, plan.clients, plan.duration).await?;
+    // The monolith's connections are closed: their statistics are counted.
+    tokio::time::sleep(MONOLITH_STATS_SETTLE).await;
+    let monolith_work = meter.read().await?.since(&before_monolith);
 
     let services = ServiceKind::all()
         .into_iter()
@@ -197,6 +213,8 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         saga,
         monolith,
         audit,
+        saga_work,
+        monolith_work,
     };
     println!("{}", report.to_table());
     if let Some(path) = &args.report_json {

@@ -26,7 +26,7 @@ use super::workload::{
 };
 
 /// The monolith's database, beside the three service databases.
-const MONOLITH_DATABASE: &str = "microcosm_monolith";
+pub(crate) const MONOLITH_DATABASE: &str = "microcosm_monolith";
 
 /// The monolith's tables: the parts of the three services' schemas that the
 /// order's work touches, with the same constraints, in one database.
@@ -200,6 +200,8 @@ pub(crate) async fn run_monolith_load(
         first_failure = first_failure.or(client_failure);
     }
     progress.stop().await;
+    // Its backends exit now, and so count their statistics at once.
+    pool.close().await;
     Ok(MonolithResult {
         clients,
         window: duration,

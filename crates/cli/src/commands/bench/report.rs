@@ -9,12 +9,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use microcosm_testkit::ServiceKind;
+use microcosm_testkit::{ServiceKind, WorkReading};
 use serde_json::{Value, json};
 
 use super::cold_start::median;
 use super::latency::LatencySummary;
-use super::monolith::MonolithResult;
+use super::monolith::{MONOLITH_DATABASE, MonolithResult};
 use super::resources::Machine;
 use super::saga_load::{LoadShape, SagaLoadResult};
 
@@ -63,9 +63,191 @@ pub(crate) struct BenchReport {
     pub(crate) monolith: MonolithResult,
     /// The audit after the saga load.
     pub(crate) audit: AuditVerdict,
+    /// What the saga load cost, in total (from its start until every order ended).
+    pub(crate) saga_work: WorkReading,
+    /// What the monolith load cost, in total.
+    pub(crate) monolith_work: WorkReading,
+}
+
+/// The processes counted in "CPU per order": the load generator (the bench
+/// itself) is shown beside it, not in it, for both systems.
+const LOAD_GENERATOR: &str = "bench";
+
+/// The work per order of one system, ready to print or serialise.
+struct WorkPerOrder {
+    /// CPU milliseconds per process, the load generator included.
+    cpu_ms: Vec<(String, f64)>,
+    /// Transactions and statements per database.
+    databases: Vec<(String, f64, f64)>,
+    writing_transactions: f64,
+    jetstream_messages: f64,
+}
+
+impl WorkPerOrder {
+    /// `work` divided by `orders`, keeping only the processes and databases named.
+    fn of(work: &WorkReading, orders: u64, processes: &[&str], databases: &[String]) -> Self {
+        let per = work.per(orders);
+        Self {
+            cpu_ms: processes
+                .iter()
+                .map(|name| {
+                    let seconds = per.cpu_seconds.get(*name).copied().unwrap_or(0.0);
+                    ((*name).to_owned(), seconds * 1_000.0)
+                })
+                .collect(),
+            databases: databases
+                .iter()
+                .map(|name| {
+                    let counted = per.databases.get(name).copied().unwrap_or_default();
+                    (name.clone(), counted.transactions, counted.statements)
+                })
+                .collect(),
+            writing_transactions: per.writing_transactions,
+            jetstream_messages: per.jetstream_messages,
+        }
+    }
+
+    /// CPU milliseconds of the system itself (the load generator excluded).
+    fn cpu_total_ms(&self) -> f64 {
+        self.cpu_ms
+            .iter()
+            .filter(|(name, _)| name != LOAD_GENERATOR)
+            .map(|(_, ms)| ms)
+            .sum()
+    }
+
+    fn transactions(&self) -> f64 {
+        self.databases
+            .iter()
+            .map(|(_, transactions, _)| transactions)
+            .sum()
+    }
+
+    fn statements(&self) -> f64 {
+        self.databases
+            .iter()
+            .map(|(_, _, statements)| statements)
+            .sum()
+    }
+
+    fn write_table(&self, out: &mut String) {
+        let parts = |values: Vec<(String, f64)>| {
+            values
+                .iter()
+                .map(|(name, value)| format!("{name} {value:.2}"))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        };
+        let system: Vec<(String, f64)> = self
+            .cpu_ms
+            .iter()
+            .filter(|(name, _)| name != LOAD_GENERATOR)
+            .cloned()
+            .collect();
+        let generator = self
+            .cpu_ms
+            .iter()
+            .find(|(name, _)| name == LOAD_GENERATOR)
+            .map_or(0.0, |(_, ms)| *ms);
+        let _ = writeln!(
+            out,
+            "  {:<22}{:.2} = {}   (load generator {generator:.2})",
+            "CPU (ms)",
+            self.cpu_total_ms(),
+            parts(system)
+        );
+        let transactions = self
+            .databases
+            .iter()
+            .map(|(name, transactions, _)| (name.clone(), *transactions))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {:<22}{:.1} = {}   (writing: {:.1})",
+            "transactions",
+            self.transactions(),
+            parts(transactions),
+            self.writing_transactions
+        );
+        let statements = self
+            .databases
+            .iter()
+            .map(|(name, _, statements)| (name.clone(), *statements))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {:<22}{:.1} = {}",
+            "statements",
+            self.statements(),
+            parts(statements)
+        );
+        let _ = writeln!(
+            out,
+            "  {:<22}{:.1}",
+            "JetStream messages", self.jetstream_messages
+        );
+    }
+
+    fn to_json(&self) -> Value {
+        let cpu: serde_json::Map<String, Value> = self
+            .cpu_ms
+            .iter()
+            .map(|(name, ms)| (name.clone(), json!(ms)))
+            .collect();
+        let databases: serde_json::Map<String, Value> = self
+            .databases
+            .iter()
+            .map(|(name, transactions, statements)| {
+                (
+                    name.clone(),
+                    json!({"transactions": transactions, "statements": statements}),
+                )
+            })
+            .collect();
+        json!({
+            "cpu_ms": self.cpu_total_ms(),
+            "cpu_ms_by_process": cpu,
+            "transactions": self.transactions(),
+            "writing_transactions": self.writing_transactions,
+            "statements": self.statements(),
+            "by_database": databases,
+            "jetstream_messages": self.jetstream_messages,
+        })
+    }
 }
 
 impl BenchReport {
+    /// The saga's work per completed order: every service, PostgreSQL, NATS.
+    fn saga_work_per_order(&self) -> WorkPerOrder {
+        let databases: Vec<String> = ServiceKind::all()
+            .into_iter()
+            .map(|kind| kind.database().database)
+            .collect();
+        WorkPerOrder::of(
+            &self.saga_work,
+            self.saga.ends.confirmed + self.saga.ends.cancelled,
+            &[
+                "order",
+                "inventory",
+                "billing",
+                "postgres",
+                "nats-server",
+                LOAD_GENERATOR,
+            ],
+            &databases,
+        )
+    }
+
+    /// The monolith's work per committed order: PostgreSQL and its database.
+    fn monolith_work_per_order(&self) -> WorkPerOrder {
+        WorkPerOrder::of(
+            &self.monolith_work,
+            self.monolith.committed,
+            &["postgres", LOAD_GENERATOR],
+            &[MONOLITH_DATABASE.to_owned()],
+        )
+    }
+
     /// Sagas completed per second over monolith orders per second: the share of
     /// the single-database ceiling the distributed design reaches.
     pub(crate) fn saga_to_monolith_ratio(&self) -> Option<f64> {
@@ -192,6 +374,14 @@ impl BenchReport {
             let _ = writeln!(out, "  first failure: {failure}");
         }
 
+        let _ = writeln!(
+            out,
+            "\nWork per completed saga (CPU from /proc; transactions from pg_stat_database; statements from pg_stat_statements)"
+        );
+        self.saga_work_per_order().write_table(&mut out);
+        let _ = writeln!(out, "Work per monolith order");
+        self.monolith_work_per_order().write_table(&mut out);
+
         let ratio = self
             .saga_to_monolith_ratio()
             .map_or_else(|| "-".to_owned(), |ratio| format!("{ratio:.3}"));
@@ -264,6 +454,7 @@ impl BenchReport {
                 "unfinished": saga.ends.unfinished,
                 "ack_latency_ms": latency_json(&saga.ack),
                 "place_to_end_latency_ms": latency_json(&saga.ends.place_to_end),
+                "work_per_order": self.saga_work_per_order().to_json(),
             },
             "monolith": {
                 "clients": self.monolith.clients,
@@ -273,6 +464,7 @@ impl BenchReport {
                 "failed": self.monolith.failed,
                 "first_failure": self.monolith.first_failure,
                 "latency_ms": latency_json(&self.monolith.latency),
+                "work_per_order": self.monolith_work_per_order().to_json(),
             },
             "saga_to_monolith_ratio": self.saga_to_monolith_ratio(),
             "audit": {

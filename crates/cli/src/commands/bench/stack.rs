@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use microcosm_testkit::{Nats, Postgres, ServiceKind, ServiceProcess};
+use microcosm_testkit::{MeteredProcess, Nats, Postgres, ServiceKind, ServiceProcess, WorkMeter};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -104,6 +104,41 @@ impl BenchStack {
             .collect()
     }
 
+    /// A meter of the work the loads cost: CPU of the services, of PostgreSQL
+    /// (postmaster and backends), of nats-server and of the bench itself;
+    /// transactions and statements of the service databases and the monolith's;
+    /// JetStream's stored messages.
+    pub(crate) async fn work_meter(&self, monolith_database: &str) -> anyhow::Result<WorkMeter> {
+        let mut processes: Vec<MeteredProcess> = self
+            .pids()?
+            .into_iter()
+            .map(|(kind, pid)| MeteredProcess {
+                name: kind.name().to_owned(),
+                pid,
+                with_descendants: false,
+            })
+            .collect();
+        let servers = [
+            ("postgres", self.postgres.pid(), true),
+            ("nats-server", self.nats.pid(), false),
+            ("bench", Some(std::process::id()), false),
+        ];
+        for (name, pid, with_descendants) in servers {
+            processes.push(MeteredProcess {
+                name: name.to_owned(),
+                pid: pid.with_context(|| format!("{name} is not running"))?,
+                with_descendants,
+            });
+        }
+        let databases: Vec<String> = ServiceKind::all()
+            .into_iter()
+            .map(|kind| kind.database().database)
+            .chain(std::iter::once(monolith_database.to_owned()))
+            .collect();
+        let databases: Vec<&str> = databases.iter().map(String::as_str).collect();
+        WorkMeter::new(&self.postgres, &databases, processes, Some(&self.nats)).await
+    }
+
     /// A superuser pool on one database of the bench's PostgreSQL.
     pub(crate) async fn superuser_pool(
         &self,
@@ -112,6 +147,9 @@ impl BenchStack {
     ) -> anyhow::Result<PgPool> {
         PgPoolOptions::new()
             .max_connections(connections)
+            // No ping before each use: the monolith's clients each keep their
+            // connection, as the services' pools do.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect(&self.postgres.superuser_url(database))
             .await
