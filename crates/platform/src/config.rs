@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::messaging::outbox::RelaySettings;
 use crate::telemetry::{LogFormat, TelemetryConfig};
+use microcosm_messaging::outbox::SweepSettings;
 
 /// Where configuration values come from.
 pub trait EnvSource {
@@ -258,9 +258,11 @@ pub struct ServiceConfig {
 /// How the service publishes and consumes.
 #[derive(Debug, Clone, Copy)]
 pub struct MessagingConfig {
-    /// `OUTBOX_POLL_INTERVAL_MS` (default 500) and `OUTBOX_RETENTION_MS` (default
-    /// 300000): the relay's fallback poll and how long published rows are kept.
-    pub relay: RelaySettings,
+    /// `OUTBOX_POLL_INTERVAL_MS` (default 500), `OUTBOX_SWEEP_GRACE_MS` (default
+    /// 2000) and `OUTBOX_RETENTION_MS` (default 300000): how often the sweeper
+    /// runs, how old a row it publishes must be (what was not dispatched after
+    /// its commit), and how long published rows are kept.
+    pub sweep: SweepSettings,
     /// `CONSUMER_MAX_DELIVER` (default 10): deliveries before a failing message is dead-lettered.
     pub consumer_max_deliver: i64,
     /// `CONSUMER_ACK_WAIT_MS` (default 30000): how long JetStream waits for an ack before redelivering.
@@ -352,10 +354,11 @@ impl ServiceConfig {
         let health_probe_interval =
             reader.millis("HEALTH_PROBE_INTERVAL_MS", Duration::from_secs(1));
         let messaging = MessagingConfig {
-            relay: RelaySettings {
+            sweep: SweepSettings {
                 poll_interval: reader.millis("OUTBOX_POLL_INTERVAL_MS", Duration::from_millis(500)),
+                grace: reader.millis("OUTBOX_SWEEP_GRACE_MS", Duration::from_secs(2)),
                 retention: reader.millis("OUTBOX_RETENTION_MS", Duration::from_secs(300)),
-                ..RelaySettings::default()
+                ..SweepSettings::default()
             },
             consumer_max_deliver: reader.optional(
                 "CONSUMER_MAX_DELIVER",

@@ -50,6 +50,9 @@ pub async fn connect(
     loop {
         let attempt = PgPoolOptions::new()
             .max_connections(max_connections)
+            // No ping before each use (a round trip per transaction): a broken
+            // connection fails the statement, which is retried like any failure.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
             .connect(url.expose())
             .await;
@@ -72,17 +75,20 @@ pub async fn connect(
 }
 
 /// Applies the messaging tables every service shares (outbox, inbox, dead
-/// letters: `crates/platform/migrations`) and then the service's own embedded
-/// migrations, as one ordered set under sqlx's advisory lock.
+/// letters: `crates/messaging/migrations`), the fault flags
+/// (`crates/platform/migrations`) and the service's own embedded migrations, as
+/// one set ordered by version, under sqlx's advisory lock.
 ///
 /// # Errors
 /// If a migration fails or an applied migration was changed after it ran.
 pub async fn migrate(pool: &PgPool, service_migrations: &Migrator) -> Result<(), DatabaseError> {
-    let migrations = crate::messaging::MIGRATOR
+    let mut migrations: Vec<_> = microcosm_messaging::MIGRATOR
         .iter()
+        .chain(crate::MIGRATOR.iter())
         .chain(service_migrations.iter())
         .cloned()
         .collect();
+    migrations.sort_by_key(|migration| migration.version);
     let migrator = Migrator::with_migrations(migrations);
     migrator.run(pool).await?;
     tracing::info!(

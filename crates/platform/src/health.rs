@@ -57,7 +57,7 @@ impl DependencyProbe {
             let database_up =
                 crate::db::is_reachable(&self.pool, self.interval.max(Duration::from_millis(500)))
                     .await;
-            let nats_up = crate::messaging::is_connected(&self.nats);
+            let nats_up = microcosm_messaging::is_connected(&self.nats);
             let unavailable_on_purpose = self.faults.is_unavailable();
             let healthy = database_up && nats_up && !unavailable_on_purpose;
             if reported != Some(healthy) {

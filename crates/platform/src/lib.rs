@@ -13,7 +13,6 @@ pub mod grpc;
 pub mod health;
 pub mod healthcheck;
 pub mod ids;
-pub mod messaging;
 pub mod metrics;
 pub mod pagination;
 pub mod service;
@@ -28,6 +27,10 @@ pub mod validation;
 #[cfg(target_env = "musl")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The fault-flag table every service has (the messaging tables come from
+/// `microcosm_messaging::MIGRATOR`), applied together with the service's own.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[cfg(test)]
 mod properties;

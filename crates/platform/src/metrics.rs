@@ -17,9 +17,6 @@ struct Instruments {
     saga_step: Histogram<f64>,
     rpc_duration: Histogram<f64>,
     rpc_client_duration: Histogram<f64>,
-    dead_letters: Counter<u64>,
-    redeliveries: Counter<u64>,
-    outbox_published: Counter<u64>,
 }
 
 /// Histogram buckets for durations in seconds, 1 ms to 10 s (the SDK's default
@@ -64,21 +61,6 @@ fn instruments() -> &'static Instruments {
                 )
                 .with_unit("s")
                 .with_boundaries(DURATION_BUCKETS.to_vec())
-                .build(),
-            dead_letters: meter
-                .u64_counter("microcosm.messaging.dead_letters")
-                .with_description("Messages parked in dead_letters, by consumer")
-                .with_unit("{message}")
-                .build(),
-            redeliveries: meter
-                .u64_counter("microcosm.messaging.redeliveries")
-                .with_description("Deliveries after the first, by consumer")
-                .with_unit("{message}")
-                .build(),
-            outbox_published: meter
-                .u64_counter("microcosm.outbox.published")
-                .with_description("Outbox rows published to JetStream (PubAck received)")
-                .with_unit("{message}")
                 .build(),
         }
     })
@@ -143,35 +125,6 @@ fn rpc_attributes(service: &str, method: &str, status_code: &str) -> [KeyValue; 
     ]
 }
 
-/// `consumer` started: its dead-letter and redelivery series exist from now
-/// on, at 0 (see [`saga_outcomes_known`] for why).
-pub fn consumer_started(consumer: &'static str) {
-    let consumer = [KeyValue::new("messaging.consumer.group.name", consumer)];
-    instruments().dead_letters.add(0, &consumer);
-    instruments().redeliveries.add(0, &consumer);
-}
-
-/// A message was dead-lettered by `consumer`.
-pub fn dead_lettered(consumer: &'static str) {
-    instruments().dead_letters.add(
-        1,
-        &[KeyValue::new("messaging.consumer.group.name", consumer)],
-    );
-}
-
-/// `consumer` got a message for the second time or later.
-pub fn redelivered(consumer: &'static str) {
-    instruments().redeliveries.add(
-        1,
-        &[KeyValue::new("messaging.consumer.group.name", consumer)],
-    );
-}
-
-/// The outbox relay published `count` rows.
-pub fn outbox_published(count: u64) {
-    instruments().outbox_published.add(count, &[]);
-}
-
 /// Registers the observable gauges: the pool's connections, idle and used, as
 /// `db.client.connection.count` (the pool named after the service), the process's resident memory as
 /// `process.memory.usage`, and the readings below. Call once at start,
@@ -212,18 +165,6 @@ pub fn observe(pool_name: &'static str, pool: &PgPool) {
             }
         })
         .build();
-    let _pending = meter
-        .u64_observable_gauge("microcosm.outbox.pending")
-        .with_description("Outbox rows not yet published to JetStream")
-        .with_unit("{message}")
-        .with_callback(|observer| observer.observe(read(|r| r.outbox_pending), &[]))
-        .build();
-    let _lag = meter
-        .f64_observable_gauge("microcosm.outbox.lag")
-        .with_description("Age of the oldest unpublished outbox row (0 when none)")
-        .with_unit("s")
-        .with_callback(|observer| observer.observe(read(|r| r.outbox_lag_seconds), &[]))
-        .build();
     let _sagas = meter
         .u64_observable_gauge("microcosm.saga.in_flight")
         .with_description("Sagas not yet ended, by the state they are in (order service)")
@@ -234,21 +175,7 @@ pub fn observe(pool_name: &'static str, pool: &PgPool) {
             }
         })
         .build();
-    let _consumers = meter
-        .u64_observable_gauge("microcosm.messaging.consumer.lag")
-        .with_description(
-            "Messages a durable consumer has not yet acknowledged (pending + in hand)",
-        )
-        .with_unit("{message}")
-        .with_callback(|observer| {
-            for (consumer, lag) in read(|r| r.consumer_lag.clone()) {
-                observer.observe(
-                    lag,
-                    &[KeyValue::new("messaging.consumer.group.name", consumer)],
-                );
-            }
-        })
-        .build();
+    microcosm_messaging::metrics::observe();
 }
 
 /// The process's resident set size, from `/proc/self/status` (`VmRSS`, in kB);
@@ -260,19 +187,13 @@ fn resident_memory_bytes() -> Option<u64> {
     Some(kilobytes * 1024)
 }
 
-/// The latest readings behind the observable gauges, updated by the relay and
-/// the consumers and read whenever metrics are collected.
+/// The latest readings behind the observable gauges, updated by the order
+/// service's census and read whenever metrics are collected.
 struct Readings {
-    outbox_pending: u64,
-    outbox_lag_seconds: f64,
-    consumer_lag: std::collections::BTreeMap<&'static str, u64>,
     sagas_in_flight: Vec<(&'static str, u64)>,
 }
 
 static READINGS: Mutex<Readings> = Mutex::new(Readings {
-    outbox_pending: 0,
-    outbox_lag_seconds: 0.0,
-    consumer_lag: std::collections::BTreeMap::new(),
     sagas_in_flight: Vec::new(),
 });
 
@@ -282,18 +203,6 @@ fn readings() -> MutexGuard<'static, Readings> {
 
 fn read<T>(reading: impl FnOnce(&Readings) -> T) -> T {
     reading(&readings())
-}
-
-/// The outbox's backlog after a relay round: rows waiting and the oldest's age.
-pub fn outbox_backlog(pending: u64, lag_seconds: f64) {
-    let mut readings = readings();
-    readings.outbox_pending = pending;
-    readings.outbox_lag_seconds = lag_seconds;
-}
-
-/// A durable consumer's lag, as JetStream reports it.
-pub fn consumer_lag(consumer: &'static str, lag: u64) {
-    readings().consumer_lag.insert(consumer, lag);
 }
 
 /// The sagas not yet ended, by state (the order service counts them every second).

@@ -32,10 +32,12 @@ use crate::faults::layer::FaultLayer;
 use crate::faults::{FaultAdmin, Faults};
 use crate::grpc::{GrpcError, GrpcLimits, ServiceRouter};
 use crate::health::DependencyProbe;
-use crate::messaging::NatsConnectError;
-use crate::messaging::consumer::{MessageHandler, run_consumer};
-use crate::messaging::outbox::OutboxRelay;
-use crate::messaging::streams::ConsumerSpec;
+use microcosm_messaging::NatsConnectError;
+use microcosm_messaging::consumer::{ConsumerContext, MessageHandler, run_consumer};
+use microcosm_messaging::outbox::{Dispatcher, Sweeper};
+use microcosm_messaging::streams::ConsumerSpec;
+
+use crate::faults::FaultyHandler;
 use crate::shutdown::Shutdown;
 use crate::telemetry::init_telemetry;
 
@@ -194,17 +196,7 @@ async fn start_up_step<T, E: Into<ServiceError>>(
     }
 }
 
-/// An error and its causes on one line: `a: b: c`.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use microcosm_messaging::error_chain;
 
 /// What a service needs once it is connected: its pool, its NATS client and its
 /// bound gRPC listener.
@@ -214,6 +206,7 @@ pub struct ServiceHost {
     nats: async_nats::Client,
     listener: TcpListener,
     faults: Faults,
+    dispatcher: Dispatcher,
 }
 
 impl ServiceHost {
@@ -274,7 +267,7 @@ impl ServiceHost {
         let nats = start_up_step(
             shutdown,
             "connecting to NATS",
-            crate::messaging::connect(&config.nats_url, name),
+            microcosm_messaging::connect(&config.nats_url, name),
         )
         .await?;
         let faults = Faults::new(name);
@@ -283,12 +276,17 @@ impl ServiceHost {
             Some(Err(error)) => tracing::warn!(%error, "could not read the fault flags yet"),
             None => return Err(ServiceError::Interrupted("reading the fault flags")),
         }
+        let dispatcher = Dispatcher::new(
+            async_nats::jetstream::new(nats.clone()),
+            config.messaging.sweep.ack_timeout,
+        );
         Ok(Self {
             config,
             pool,
             nats,
             listener,
             faults,
+            dispatcher,
         })
     }
 
@@ -300,6 +298,11 @@ impl ServiceHost {
     /// The service's database pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Publishes what the service stored in its outbox, right after the commit.
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
     }
 
     /// The service's NATS client.
@@ -338,7 +341,8 @@ impl ServiceHost {
         }
     }
 
-    /// A task that consumes `spec` with `handler` until shutdown.
+    /// A task that consumes `spec` with `handler` until shutdown, under the
+    /// service's fault flags.
     pub fn consumer_task<H: MessageHandler>(
         &self,
         spec: ConsumerSpec,
@@ -346,17 +350,18 @@ impl ServiceHost {
         shutdown: &Shutdown,
     ) -> BackgroundTask {
         let name = spec.durable;
-        BackgroundTask::new(
-            name,
-            run_consumer(
-                self.jetstream(),
-                self.pool.clone(),
-                spec,
-                handler,
-                self.faults.clone(),
-                shutdown.clone(),
-            ),
-        )
+        let context = ConsumerContext {
+            jetstream: self.jetstream(),
+            pool: self.pool.clone(),
+            dispatcher: self.dispatcher.clone(),
+        };
+        let handler = FaultyHandler::new(
+            handler,
+            self.faults.clone(),
+            self.pool.clone(),
+            shutdown.clone(),
+        );
+        BackgroundTask::new(name, run_consumer(context, spec, handler, shutdown.token()))
     }
 
     /// Serves health, reflection and the API added by `add_api` (whose gRPC
@@ -398,16 +403,16 @@ impl ServiceHost {
             interval: self.config.health_probe_interval,
         };
         probe.report_not_serving_yet().await;
-        let relay = OutboxRelay {
+        let sweeper = Sweeper {
             pool: self.pool.clone(),
-            jetstream: self.jetstream(),
-            settings: self.config.messaging.relay,
+            dispatcher: self.dispatcher.clone(),
+            settings: self.config.messaging.sweep,
         };
         let mut running = tokio::task::JoinSet::new();
         let mut still_running = BTreeSet::new();
         let all_tasks = [
             BackgroundTask::new("health probe", probe.run(shutdown.clone())),
-            BackgroundTask::new("outbox relay", relay.run(shutdown.clone())),
+            BackgroundTask::new("outbox relay", sweeper.run(shutdown.token())),
             BackgroundTask::new(
                 "fault flag watcher",
                 self.faults
@@ -489,7 +494,7 @@ impl ServiceHost {
 /// be gone), together within [`CLOSE_BOUND`].
 async fn close_connections(nats: &async_nats::Client, pool: &PgPool, shutdown: &Shutdown) {
     let deadline = tokio::time::Instant::now() + CLOSE_BOUND;
-    if crate::messaging::is_connected(nats) {
+    if microcosm_messaging::is_connected(nats) {
         match tokio::time::timeout_at(deadline, nats.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "could not flush NATS on shutdown"),

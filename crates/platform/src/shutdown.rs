@@ -52,6 +52,12 @@ impl Shutdown {
         self.token.cancel();
     }
 
+    /// The cancellation token behind the flag, for code that knows no more than
+    /// tokio-util (the messaging crate).
+    pub fn token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
     /// Whether stopping has been asked for.
     pub fn is_triggered(&self) -> bool {
         self.token.is_cancelled()

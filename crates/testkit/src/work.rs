@@ -61,6 +61,9 @@ pub struct DatabaseWork {
     pub transactions: f64,
     /// Statements executed, `BEGIN` and `COMMIT` included (`pg_stat_statements`).
     pub statements: f64,
+    /// `COMMIT`s of explicit transactions (`pg_stat_statements`; exact at once,
+    /// unlike `transactions`, but blind to single-statement transactions).
+    pub commits: f64,
 }
 
 /// The counters at one moment, or (after [`WorkReading::since`]) what a load added.
@@ -127,8 +130,9 @@ impl WorkMeter {
         .fetch_all(&self.postgres)
         .await
         .context("could not read pg_stat_database")?;
-        let statements: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT d.datname::text, sum(s.calls)::bigint
+        let statements: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT d.datname::text, sum(s.calls)::bigint,
+                    coalesce(sum(s.calls) FILTER (WHERE s.query = 'COMMIT'), 0)::bigint
                FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
               WHERE d.datname = ANY($1) GROUP BY d.datname",
         )
@@ -144,8 +148,10 @@ impl WorkMeter {
         for (name, count) in transactions {
             databases.entry(name).or_default().transactions = count as f64;
         }
-        for (name, count) in statements {
-            databases.entry(name).or_default().statements = count as f64;
+        for (name, count, commits) in statements {
+            let work = databases.entry(name).or_default();
+            work.statements = count as f64;
+            work.commits = commits as f64;
         }
         // The next transaction id, read without taking one.
         let next_xid: i64 =
@@ -192,6 +198,7 @@ impl WorkReading {
                     let work = DatabaseWork {
                         transactions: minus(now.transactions, then.transactions),
                         statements: minus(now.statements, then.statements),
+                        commits: minus(now.commits, then.commits),
                     };
                     (name.clone(), work)
                 })
@@ -217,6 +224,7 @@ impl WorkReading {
                     let work = DatabaseWork {
                         transactions: work.transactions / divisor,
                         statements: work.statements / divisor,
+                        commits: work.commits / divisor,
                     };
                     (name.clone(), work)
                 })

@@ -13,10 +13,10 @@ use crate::kubernetes::{find, render};
 
 const DASHBOARD: &str = "k8s/base/observability/grafana/microcosm-dashboard.json";
 
-/// Every instrument the services create, from crates/platform/src/metrics.rs:
-/// (kind, OpenTelemetry name, unit).
+/// Every instrument the services create, from crates/platform/src/metrics.rs
+/// and crates/messaging/src/metrics.rs: (kind, OpenTelemetry name, unit).
 fn instruments() -> Vec<(String, String, String)> {
-    let source = read("crates/platform/src/metrics.rs");
+    let source = read("crates/platform/src/metrics.rs") + &read("crates/messaging/src/metrics.rs");
     let mut found = Vec::new();
     for (index, _) in source.match_indices("meter") {
         let rest = &source[index..];

@@ -24,6 +24,7 @@ async fn every_service_lists_its_flags_and_refuses_bad_settings_naming_the_field
             "unavailable",
             "drop_ack_percent",
             "crash_on_next_messages",
+            "lose_next_replies",
         ] {
             assert!(names.contains(&expected), "{}: {names:?}", kind.name());
         }

@@ -252,3 +252,75 @@ async fn crash_on_next_messages_kills_the_service_and_after_a_restart_nothing_is
     assert_eq!(crash.value, 0, "the owed crash was spent");
     assert_audit_clean(&stack).await;
 }
+
+/// A reply that JetStream acknowledged and then lost (a broker crash before its
+/// disk sync can do that) still reaches the saga: the command, left
+/// unacknowledged too, is redelivered; billing's inbox knows it was applied and
+/// publishes the reply it stored with it again. The saga never waits out its
+/// step deadline (two minutes here) and never compensates a payment that
+/// succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_redelivered_after_its_reply_was_lost_gets_its_reply_again() {
+    let stack = seeded(vec![
+        (
+            ServiceKind::Billing,
+            "CONSUMER_ACK_WAIT_MS".into(),
+            "1000".into(),
+        ),
+        (
+            ServiceKind::Order,
+            "SAGA_STEP_TIMEOUT_MS".into(),
+            "120000".into(),
+        ),
+    ])
+    .await;
+    set_fault(&stack, ServiceKind::Billing, "lose_next_replies", 1).await;
+    let order = place(&stack, "bob", "CAM-HD", 0).await;
+
+    let finished = wait_until_finished(&stack, &order.order_id).await;
+    assert_eq!(
+        finished.status(),
+        OrderStatus::Confirmed,
+        "{:?}",
+        finished.history
+    );
+    let events: Vec<&str> = finished
+        .history
+        .iter()
+        .map(|transition| transition.event.as_str())
+        .collect();
+    assert!(
+        !events.contains(&"deadline_passed")
+            && finished
+                .history
+                .iter()
+                .all(|transition| transition.to_state != "COMPENSATING"),
+        "the saga went on without re-sending or compensating: {events:?}"
+    );
+
+    let billing = stack
+        .superuser_pool(ServiceKind::Billing)
+        .await
+        .expect("pool");
+    let (deliveries, payments): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT coalesce(sum(1 + duplicate_deliveries), 0)::bigint FROM inbox
+                  WHERE subject = 'billing.cmd.charge_payment'),
+                (SELECT count(*) FROM payments WHERE order_id = $1::uuid AND status = 'CAPTURED')",
+    )
+    .bind(&order.order_id)
+    .fetch_one(&billing)
+    .await
+    .expect("billing's inbox and payments");
+    assert_eq!(
+        (deliveries, payments),
+        (2, 1),
+        "the charge was delivered twice (the first reply lost) and applied once"
+    );
+    let lost: i64 =
+        sqlx::query_scalar("SELECT value FROM fault_flags WHERE name = 'lose_next_replies'")
+            .fetch_one(&billing)
+            .await
+            .expect("flag");
+    assert_eq!(lost, 0, "the lost reply was spent");
+    assert_audit_clean(&stack).await;
+}

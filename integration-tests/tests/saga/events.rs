@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use microcosm_platform::messaging::envelope::decode;
+use microcosm_messaging::envelope::decode;
 use microcosm_proto::billing::DepositRequest;
 use microcosm_proto::billing::billing_service_client::BillingServiceClient;
 use microcosm_proto::inventory::RestockProductRequest;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use microcosm_platform::messaging::envelope::new_envelope;
+use microcosm_messaging::envelope::new_envelope;
 use microcosm_proto::messaging as msg;
 use microcosm_proto::messaging::envelope::Body;
 use microcosm_proto::order::OrderStatus;

@@ -13,3 +13,4 @@ mod exactly_once;
 mod outcomes;
 mod replicas;
 mod support;
+mod work;

@@ -23,10 +23,8 @@ async fn connect_as(
     let errors = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&errors);
     let url = stack.nats.service_url(kind);
-    let options = microcosm_platform::messaging::with_url_credentials(
-        async_nats::ConnectOptions::new(),
-        &url,
-    );
+    let options =
+        microcosm_messaging::with_url_credentials(async_nats::ConnectOptions::new(), &url);
     let client = options
         .custom_inbox_prefix(format!("_INBOX_{}", kind.name()))
         .event_callback(move |event| {

@@ -113,7 +113,14 @@ async fn complete_trace(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confirmed_order_is_one_trace_across_three_services_in_causal_order() {
-    let (collector, stack) = traced_stack(&[]).await;
+    // Each message handled is logged at debug (at info, a participant logs
+    // nothing per order); ask for those lines to see them carry the trace id.
+    let per_message = "info,microcosm_messaging=debug";
+    let (collector, stack) = traced_stack(&[
+        (ServiceKind::Inventory, "RUST_LOG", per_message),
+        (ServiceKind::Billing, "RUST_LOG", per_message),
+    ])
+    .await;
     let order = place(&stack, "alice", "KB-01").await;
     assert_eq!(order.status(), OrderStatus::Confirmed);
     let spans = complete_trace(&collector, &order, "CONFIRMED").await;

@@ -1,7 +1,7 @@
 //! Building and running the billing service.
 
+use microcosm_messaging::streams::BILLING_STREAM;
 use microcosm_platform::config::{ConfigError, EnvSource, ServiceConfig};
-use microcosm_platform::messaging::streams::BILLING_STREAM;
 use microcosm_platform::service::{Microservice, ServiceError, ServiceHost};
 use microcosm_platform::shutdown::Shutdown;
 use microcosm_proto::billing::billing_service_server::{BillingServiceServer, SERVICE_NAME};
@@ -46,7 +46,7 @@ impl Microservice for Service {
     }
 
     async fn run_until(self, shutdown: Shutdown) -> Result<(), ServiceError> {
-        let api = BillingApi::new(self.host.pool().clone());
+        let api = BillingApi::new(self.host.pool().clone(), self.host.dispatcher().clone());
         let commands = self.host.consumer_task(
             self.host
                 .consumer_spec(BILLING_STREAM.name, "billing-commands", "billing.cmd.>"),

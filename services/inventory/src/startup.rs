@@ -1,7 +1,7 @@
 //! Building and running the inventory service.
 
+use microcosm_messaging::streams::INVENTORY_STREAM;
 use microcosm_platform::config::{ConfigError, EnvSource, ServiceConfig};
-use microcosm_platform::messaging::streams::INVENTORY_STREAM;
 use microcosm_platform::service::{Microservice, ServiceError, ServiceHost};
 use microcosm_platform::shutdown::Shutdown;
 use microcosm_proto::inventory::inventory_service_server::{InventoryServiceServer, SERVICE_NAME};
@@ -46,7 +46,7 @@ impl Microservice for Service {
     }
 
     async fn run_until(self, shutdown: Shutdown) -> Result<(), ServiceError> {
-        let api = InventoryApi::new(self.host.pool().clone());
+        let api = InventoryApi::new(self.host.pool().clone(), self.host.dispatcher().clone());
         let commands = self.host.consumer_task(
             self.host.consumer_spec(
                 INVENTORY_STREAM.name,

@@ -1,8 +1,8 @@
 //! Building and running the order service: its API, the consumers of the
 //! participants' replies, the deadline sweeper and the order-update listener.
 
+use microcosm_messaging::streams::{BILLING_STREAM, INVENTORY_STREAM};
 use microcosm_platform::config::{ConfigError, EnvSource, ServiceConfig};
-use microcosm_platform::messaging::streams::{BILLING_STREAM, INVENTORY_STREAM};
 use microcosm_platform::service::{BackgroundTask, Microservice, ServiceError, ServiceHost};
 use microcosm_platform::shutdown::Shutdown;
 use microcosm_proto::order::order_service_server::{OrderServiceServer, SERVICE_NAME};
@@ -10,7 +10,7 @@ use microcosm_proto::order::order_service_server::{OrderServiceServer, SERVICE_N
 use crate::api::{OrderApi, Participants};
 use crate::config::{Config, SagaConfig};
 use crate::messaging::SagaReplies;
-use crate::saga::deadlines::run_deadline_sweeper;
+use crate::saga::deadlines::{DeadlineSweeper, run_deadline_sweeper};
 use crate::saga::driver::SagaDriver;
 use crate::saga::machine::CancelReason;
 use crate::saga::updates::OrderUpdates;
@@ -84,15 +84,23 @@ impl Microservice for Service {
             retry: self.saga.retry,
         };
         let updates = OrderUpdates::new();
+        let dispatcher = host.dispatcher().clone();
         let api = OrderApi::new(
             pool.clone(),
             driver,
+            dispatcher.clone(),
             updates.clone(),
             self.participants,
             self.saga.max_wait,
             self.saga.max_in_flight,
         );
-        let replies = SagaReplies::new(pool.clone(), driver);
+        let replies = SagaReplies::new(pool.clone(), driver, updates.clone());
+        let sweeper = DeadlineSweeper {
+            pool: pool.clone(),
+            driver,
+            dispatcher,
+            updates: updates.clone(),
+        };
         let tasks = vec![
             host.consumer_task(
                 host.consumer_spec(
@@ -114,12 +122,7 @@ impl Microservice for Service {
             ),
             BackgroundTask::new(
                 "saga deadline sweeper",
-                run_deadline_sweeper(
-                    pool.clone(),
-                    driver,
-                    self.saga.sweep_interval,
-                    shutdown.clone(),
-                ),
+                run_deadline_sweeper(sweeper, self.saga.sweep_interval, shutdown.clone()),
             ),
             BackgroundTask::new(
                 "order update listener",

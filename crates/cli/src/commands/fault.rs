@@ -46,12 +46,13 @@ pub(crate) enum FaultCommand {
 }
 
 /// Short names people type, and the flags they mean.
-const ALIASES: [(&str, &str); 5] = [
+const ALIASES: [(&str, &str); 6] = [
     ("decline-rate", "decline_rate_percent"),
     ("latency", "added_latency_ms"),
     ("unavailable", "unavailable"),
     ("drop-acks", "drop_ack_percent"),
     ("crash", "crash_on_next_messages"),
+    ("lose-replies", "lose_next_replies"),
 ];
 
 /// Runs the subcommand.

@@ -6,10 +6,12 @@
 //! sees them and a service that crashes on purpose remembers, after its restart,
 //! how many more crashes it owes. Each process keeps a copy in atomics
 //! ([`Faults`]), refreshed on `NOTIFY fault_flags` and by polling, and consults it
-//! where the misbehaviour happens: the gRPC layer ([`layer`]), the consumer loop,
+//! where the misbehaviour happens: the gRPC layer ([`layer`]), the message
+//! handler's wrapper ([`FaultyHandler`]),
 //! the health probe, and billing's charge handler.
 
 mod admin;
+mod handler;
 pub mod layer;
 mod store;
 
@@ -20,6 +22,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 pub use admin::FaultAdmin;
+pub use handler::FaultyHandler;
 
 use crate::shutdown::Shutdown;
 
@@ -36,16 +39,20 @@ pub enum FaultFlag {
     DropAckPercent,
     /// The service crashes (exits at once) on each of its next N messages.
     CrashOnNextMessages,
+    /// The next N messages handled lose their replies and their ack after the
+    /// commit, as when JetStream acknowledged them and crashed before its disk sync.
+    LoseNextReplies,
 }
 
 impl FaultFlag {
     /// Every flag.
-    pub const ALL: [FaultFlag; 5] = [
+    pub const ALL: [FaultFlag; 6] = [
         Self::DeclineRatePercent,
         Self::AddedLatencyMs,
         Self::Unavailable,
         Self::DropAckPercent,
         Self::CrashOnNextMessages,
+        Self::LoseNextReplies,
     ];
 
     /// The stored and displayed name.
@@ -56,6 +63,7 @@ impl FaultFlag {
             Self::Unavailable => "unavailable",
             Self::DropAckPercent => "drop_ack_percent",
             Self::CrashOnNextMessages => "crash_on_next_messages",
+            Self::LoseNextReplies => "lose_next_replies",
         }
     }
 
@@ -77,6 +85,10 @@ impl FaultFlag {
             Self::CrashOnNextMessages => {
                 "the process exits abruptly on each of its next N messages"
             }
+            Self::LoseNextReplies => {
+                "the next N messages handled lose their replies and their ack after the commit, \
+                 as after a broker crash before its disk sync; the redelivery publishes them again"
+            }
         }
     }
 
@@ -86,7 +98,7 @@ impl FaultFlag {
             Self::DeclineRatePercent | Self::DropAckPercent => 100,
             Self::AddedLatencyMs => 60_000,
             Self::Unavailable => 1,
-            Self::CrashOnNextMessages => 1_000,
+            Self::CrashOnNextMessages | Self::LoseNextReplies => 1_000,
         }
     }
 
@@ -107,6 +119,7 @@ impl FaultFlag {
             Self::Unavailable => 2,
             Self::DropAckPercent => 3,
             Self::CrashOnNextMessages => 4,
+            Self::LoseNextReplies => 5,
         }
     }
 }
@@ -118,7 +131,7 @@ pub const INJECTED_CRASH_EXIT_CODE: i32 = 86;
 #[derive(Debug, Clone)]
 pub struct Faults {
     service: &'static str,
-    values: Arc<[AtomicU32; 5]>,
+    values: Arc<[AtomicU32; 6]>,
 }
 
 impl Faults {
@@ -174,7 +187,7 @@ impl Faults {
         if self.value(FaultFlag::CrashOnNextMessages) == 0 {
             return;
         }
-        match store::take_one_crash(pool).await {
+        match store::take_one(pool, FaultFlag::CrashOnNextMessages).await {
             Ok(true) => {
                 tracing::error!(
                     flag = FaultFlag::CrashOnNextMessages.name(),
@@ -184,6 +197,25 @@ impl Faults {
             }
             Ok(false) => self.set_local(FaultFlag::CrashOnNextMessages, 0),
             Err(error) => tracing::warn!(%error, "could not take an injected crash; carrying on"),
+        }
+    }
+
+    /// Whether the message just handled should lose its replies and its ack;
+    /// counts one down if so (shared by every replica through the database).
+    pub async fn take_lost_replies(&self, pool: &PgPool) -> bool {
+        if self.value(FaultFlag::LoseNextReplies) == 0 {
+            return false;
+        }
+        match store::take_one(pool, FaultFlag::LoseNextReplies).await {
+            Ok(true) => true,
+            Ok(false) => {
+                self.set_local(FaultFlag::LoseNextReplies, 0);
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not take a lost reply; publishing as usual");
+                false
+            }
         }
     }
 

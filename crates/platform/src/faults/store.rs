@@ -40,13 +40,14 @@ pub(super) async fn store_flag(
     tx.commit().await
 }
 
-/// Counts one owed crash down; `false` if none was owed (another replica took it).
-pub(super) async fn take_one_crash(pool: &PgPool) -> Result<bool, sqlx::Error> {
+/// Counts a counted flag (owed crashes, lost replies) one down; `false` if it
+/// was at 0 already (another replica took the last one).
+pub(super) async fn take_one(pool: &PgPool, flag: FaultFlag) -> Result<bool, sqlx::Error> {
     let taken = sqlx::query(
         "UPDATE fault_flags SET value = value - 1, updated_at = now()
           WHERE name = $1 AND value > 0",
     )
-    .bind(FaultFlag::CrashOnNextMessages.name())
+    .bind(flag.name())
     .execute(pool)
     .await?
     .rows_affected();

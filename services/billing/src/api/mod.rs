@@ -4,9 +4,9 @@
 
 mod error;
 
+use microcosm_messaging::envelope::new_envelope;
+use microcosm_messaging::outbox::{self, Dispatcher, Outgoing};
 use microcosm_platform::grpc::timestamp;
-use microcosm_platform::messaging::envelope::new_envelope;
-use microcosm_platform::messaging::outbox;
 use microcosm_proto::billing as pb;
 use microcosm_proto::billing::billing_service_server::BillingService;
 use microcosm_proto::messaging as msg;
@@ -25,12 +25,13 @@ pub use error::ApiError;
 #[derive(Debug, Clone)]
 pub struct BillingApi {
     pool: PgPool,
+    dispatcher: Dispatcher,
 }
 
 impl BillingApi {
-    /// An API over the service's database.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// An API over the service's database, publishing its events with `dispatcher`.
+    pub fn new(pool: PgPool, dispatcher: Dispatcher) -> Self {
+        Self { pool, dispatcher }
     }
 }
 
@@ -63,7 +64,8 @@ impl BillingService for BillingApi {
             CustomerId::parse("customer_id", &request.customer_id).map_err(ApiError::from)?;
         let amount =
             DepositAmount::parse("amount_minor", request.amount_minor).map_err(ApiError::from)?;
-        let account = deposit(&self.pool, &customer_id, amount).await?;
+        let (account, announced) = deposit(&self.pool, &customer_id, amount).await?;
+        self.dispatcher.dispatch_in_background(announced);
         tracing::info!(customer_id = %account.customer_id, amount = amount.minor_units(), balance = account.balance_minor, "deposited");
         Ok(Response::new(pb::DepositResponse {
             account: Some(encode_account(account)),
@@ -88,12 +90,13 @@ impl BillingService for BillingApi {
 }
 
 /// Credits the account, records the ledger entry and announces the deposit
-/// (`billing.evt.funds_deposited`) through the outbox, in one transaction.
+/// (`billing.evt.funds_deposited`) through the outbox, in one transaction;
+/// returns the event for dispatch.
 async fn deposit(
     pool: &PgPool,
     customer_id: &CustomerId,
     amount: DepositAmount,
-) -> Result<Account, ApiError> {
+) -> Result<(Account, Vec<Outgoing>), ApiError> {
     let mut tx = pool.begin().await?;
     let account = accounts::credit_account(&mut tx, customer_id, amount)
         .await?
@@ -111,13 +114,13 @@ async fn deposit(
         amount_minor: amount.minor_units(),
         balance_minor: account.balance_minor,
     });
-    outbox::enqueue(
+    let announced = outbox::enqueue(
         &mut tx,
-        &new_envelope(event, Uuid::now_v7(), None, "billing"),
+        vec![new_envelope(event, Uuid::now_v7(), None, "billing")],
     )
     .await?;
     tx.commit().await?;
-    Ok(account)
+    Ok((account, announced))
 }
 
 fn encode_account(account: Account) -> pb::Account {

@@ -15,7 +15,7 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Deposit => "deposit",
             Self::Charge => "charge",

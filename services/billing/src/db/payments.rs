@@ -5,7 +5,7 @@
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use super::ledger::{EntryKind, record_entry};
+use super::ledger::EntryKind;
 use crate::domain::{DeclineReason, PaymentStatus};
 
 /// A payment as stored.
@@ -60,7 +60,8 @@ pub async fn lock_balance(
         .await
 }
 
-/// Takes the amount from the balance, records the charge and the payment.
+/// Takes the amount from the balance, records the charge and the payment, in
+/// one statement.
 #[tracing::instrument(name = "db.capture_payment", skip(tx))]
 pub async fn capture_payment(
     tx: &mut Transaction<'_, Postgres>,
@@ -68,21 +69,23 @@ pub async fn capture_payment(
     customer_id: &str,
     amount_minor: i64,
 ) -> Result<(), sqlx::Error> {
-    move_balance(tx, customer_id, -amount_minor).await?;
-    record_entry(
-        tx,
-        customer_id,
-        EntryKind::Charge,
-        amount_minor,
-        Some(order_id),
+    sqlx::query(
+        "WITH debited AS (
+            UPDATE accounts SET balance_minor = balance_minor - $3, updated_at = now()
+             WHERE customer_id = $2
+         ), charged AS (
+            INSERT INTO ledger_entries (entry_id, customer_id, kind, amount_minor, order_id)
+            VALUES ($4, $2, $5, $3, $1)
+         )
+         INSERT INTO payments (order_id, customer_id, status, amount_minor) VALUES ($1, $2, 'CAPTURED', $3)",
     )
+    .bind(order_id)
+    .bind(customer_id)
+    .bind(amount_minor)
+    .bind(Uuid::now_v7())
+    .bind(EntryKind::Charge.as_str())
+    .execute(&mut **tx)
     .await?;
-    sqlx::query("INSERT INTO payments (order_id, customer_id, status, amount_minor) VALUES ($1, $2, 'CAPTURED', $3)")
-        .bind(order_id)
-        .bind(customer_id)
-        .bind(amount_minor)
-        .execute(&mut **tx)
-        .await?;
     Ok(())
 }
 
@@ -109,38 +112,30 @@ pub async fn insert_unpaid(
     Ok(())
 }
 
-/// Gives a captured payment back: balance, ledger and status together.
+/// Gives a captured payment back: balance, ledger and status together, in one
+/// statement.
 #[tracing::instrument(name = "db.refund_captured", skip(tx, payment))]
 pub async fn refund_captured(
     tx: &mut Transaction<'_, Postgres>,
     order_id: Uuid,
     payment: &StoredPayment,
 ) -> Result<(), sqlx::Error> {
-    move_balance(tx, &payment.customer_id, payment.amount_minor).await?;
-    record_entry(
-        tx,
-        &payment.customer_id,
-        EntryKind::Refund,
-        payment.amount_minor,
-        Some(order_id),
+    sqlx::query(
+        "WITH credited AS (
+            UPDATE accounts SET balance_minor = balance_minor + $3, updated_at = now()
+             WHERE customer_id = $2
+         ), refunded AS (
+            INSERT INTO ledger_entries (entry_id, customer_id, kind, amount_minor, order_id)
+            VALUES ($4, $2, $5, $3, $1)
+         )
+         UPDATE payments SET status = 'REFUNDED', updated_at = now() WHERE order_id = $1",
     )
+    .bind(order_id)
+    .bind(&payment.customer_id)
+    .bind(payment.amount_minor)
+    .bind(Uuid::now_v7())
+    .bind(EntryKind::Refund.as_str())
+    .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE payments SET status = 'REFUNDED', updated_at = now() WHERE order_id = $1")
-        .bind(order_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-async fn move_balance(
-    tx: &mut Transaction<'_, Postgres>,
-    customer_id: &str,
-    delta_minor: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE accounts SET balance_minor = balance_minor + $2, updated_at = now() WHERE customer_id = $1")
-        .bind(customer_id)
-        .bind(delta_minor)
-        .execute(&mut **tx)
-        .await?;
     Ok(())
 }

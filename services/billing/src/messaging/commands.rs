@@ -1,10 +1,8 @@
 //! The handler of `billing.cmd.*`.
 
+use microcosm_messaging::consumer::{Delivery, Handled, HandlingError, MessageHandler};
+use microcosm_messaging::inbox::{Begun, begin_unless_applied, commit_with_reply, not_a_command};
 use microcosm_platform::faults::Faults;
-use microcosm_platform::messaging::consumer::{Delivery, HandlingError, MessageHandler};
-use microcosm_platform::messaging::inbox::{
-    begin_unless_applied, commit_with_reply, not_a_command,
-};
 use microcosm_proto::messaging as msg;
 use microcosm_proto::messaging::envelope::Body;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -35,10 +33,12 @@ impl MessageHandler for BillingCommands {
         order_id = %delivery.message.correlation_id,
         attempt = delivery.attempt,
     ))]
-    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlingError> {
+    async fn handle(&self, delivery: &Delivery) -> Result<Handled, HandlingError> {
         let message = &delivery.message;
-        let Some(mut tx) = begin_unless_applied(&self.pool, delivery).await? else {
-            return Ok(());
+        let mut tx = match begin_unless_applied(&self.pool, delivery).await? {
+            Begun::New(tx) => tx,
+            // Applied before: its reply may have been lost, so it goes out again.
+            Begun::Applied(reply) => return Ok(Handled::dispatch(reply)),
         };
         let reply = match &message.body {
             Body::ChargePayment(command) => {

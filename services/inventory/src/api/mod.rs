@@ -3,8 +3,8 @@
 
 mod error;
 
-use microcosm_platform::messaging::envelope::new_envelope;
-use microcosm_platform::messaging::outbox;
+use microcosm_messaging::envelope::new_envelope;
+use microcosm_messaging::outbox::{self, Dispatcher, Outgoing};
 use microcosm_platform::pagination::{decode_page_token, encode_page_token, page_size};
 use microcosm_proto::inventory as pb;
 use microcosm_proto::inventory::inventory_service_server::InventoryService;
@@ -23,12 +23,13 @@ pub use error::ApiError;
 #[derive(Debug, Clone)]
 pub struct InventoryApi {
     pool: PgPool,
+    dispatcher: Dispatcher,
 }
 
 impl InventoryApi {
-    /// An API over the service's database.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// An API over the service's database, publishing its events with `dispatcher`.
+    pub fn new(pool: PgPool, dispatcher: Dispatcher) -> Self {
+        Self { pool, dispatcher }
     }
 }
 
@@ -81,7 +82,8 @@ impl InventoryService for InventoryApi {
         request: Request<pb::RestockProductRequest>,
     ) -> Result<Response<pb::RestockProductResponse>, Status> {
         let (sku, quantity) = parse_restock(request.into_inner())?;
-        let product = restock(&self.pool, sku, quantity).await?;
+        let (product, announced) = restock(&self.pool, sku, quantity).await?;
+        self.dispatcher.dispatch_in_background(announced);
         tracing::info!(sku = %product.sku, added = quantity.units(), available = product.available, "restocked");
         Ok(Response::new(pb::RestockProductResponse {
             product: Some(encode_product(product)),
@@ -90,8 +92,12 @@ impl InventoryService for InventoryApi {
 }
 
 /// Adds the stock and announces it (`inventory.evt.product_restocked`) through
-/// the outbox, in one transaction.
-async fn restock(pool: &PgPool, sku: Sku, quantity: RestockQuantity) -> Result<Product, ApiError> {
+/// the outbox, in one transaction; returns the event for dispatch.
+async fn restock(
+    pool: &PgPool,
+    sku: Sku,
+    quantity: RestockQuantity,
+) -> Result<(Product, Vec<Outgoing>), ApiError> {
     let mut tx = pool.begin().await?;
     let product = products::restock_product(&mut *tx, &sku, quantity)
         .await?
@@ -101,13 +107,13 @@ async fn restock(pool: &PgPool, sku: Sku, quantity: RestockQuantity) -> Result<P
         quantity_added: quantity.units(),
         available: product.available,
     });
-    outbox::enqueue(
+    let announced = outbox::enqueue(
         &mut tx,
-        &new_envelope(event, Uuid::now_v7(), None, "inventory"),
+        vec![new_envelope(event, Uuid::now_v7(), None, "inventory")],
     )
     .await?;
     tx.commit().await?;
-    Ok(product)
+    Ok((product, announced))
 }
 
 fn parse_restock(request: pb::RestockProductRequest) -> Result<(Sku, RestockQuantity), ApiError> {

@@ -18,19 +18,32 @@ pub struct StoredReservation {
     pub lines: Vec<PricedLine>,
 }
 
-/// The order's reservation, locked until the transaction ends.
+/// The order's reservation with its lines, locked until the transaction ends,
+/// in one statement.
 #[tracing::instrument(name = "db.lock_reservation", skip(tx))]
 pub async fn lock_reservation(
     tx: &mut Transaction<'_, Postgres>,
     order_id: Uuid,
 ) -> Result<Option<StoredReservation>, sqlx::Error> {
-    let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT status, reason, rejected_sku FROM reservations WHERE order_id = $1 FOR UPDATE",
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        Vec<String>,
+        Vec<i32>,
+        Vec<i64>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT r.status, r.reason, r.rejected_sku,
+                array(SELECT l.sku FROM reservation_lines l WHERE l.order_id = r.order_id ORDER BY l.sku),
+                array(SELECT l.quantity FROM reservation_lines l WHERE l.order_id = r.order_id ORDER BY l.sku),
+                array(SELECT l.unit_price_minor FROM reservation_lines l WHERE l.order_id = r.order_id ORDER BY l.sku)
+           FROM reservations r WHERE r.order_id = $1 FOR UPDATE OF r",
     )
     .bind(order_id)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some((status, reason, rejected_sku)) = row else {
+    let Some((status, reason, rejected_sku, skus, quantities, prices)) = row else {
         return Ok(None);
     };
     let decode = |error: String| sqlx::Error::Decode(error.into());
@@ -42,12 +55,16 @@ pub async fn lock_reservation(
         }),
         None => None,
     };
-    let lines = sqlx::query_as(
-        "SELECT sku, quantity, unit_price_minor FROM reservation_lines WHERE order_id = $1 ORDER BY sku",
-    )
-    .bind(order_id)
-    .fetch_all(&mut **tx)
-    .await?;
+    let lines = skus
+        .into_iter()
+        .zip(quantities)
+        .zip(prices)
+        .map(|((sku, quantity), unit_price_minor)| PricedLine {
+            sku,
+            quantity,
+            unit_price_minor,
+        })
+        .collect();
     Ok(Some(StoredReservation {
         status,
         rejection,
@@ -70,7 +87,9 @@ pub async fn lock_stock(
     .await
 }
 
-/// Moves the lines' units from available to reserved and records the reservation.
+/// Moves the lines' units from available to reserved and records the
+/// reservation with its lines, in one statement (the products are locked
+/// already, by [`lock_stock`]).
 #[tracing::instrument(name = "db.insert_reserved", skip(tx, lines))]
 pub async fn insert_reserved(
     tx: &mut Transaction<'_, Postgres>,
@@ -79,22 +98,17 @@ pub async fn insert_reserved(
 ) -> Result<(), sqlx::Error> {
     let (skus, quantities, prices) = columns(lines);
     sqlx::query(
-        "UPDATE products p
-            SET available = p.available - l.quantity, reserved = p.reserved + l.quantity, updated_at = now()
-           FROM UNNEST($1::text[], $2::int[]) AS l (sku, quantity)
-          WHERE p.sku = l.sku",
-    )
-    .bind(&skus)
-    .bind(&quantities)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("INSERT INTO reservations (order_id, status) VALUES ($1, 'RESERVED')")
-        .bind(order_id)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO reservation_lines (order_id, sku, quantity, unit_price_minor)
-         SELECT $1, * FROM UNNEST($2::text[], $3::int[], $4::bigint[])",
+        "WITH held AS (
+            UPDATE products p
+               SET available = p.available - l.quantity, reserved = p.reserved + l.quantity, updated_at = now()
+              FROM UNNEST($2::text[], $3::int[]) AS l (sku, quantity)
+             WHERE p.sku = l.sku
+         ), reservation AS (
+            INSERT INTO reservations (order_id, status) VALUES ($1, 'RESERVED')
+            RETURNING order_id
+         )
+         INSERT INTO reservation_lines (order_id, sku, quantity, unit_price_minor)
+         SELECT reservation.order_id, line.* FROM reservation, UNNEST($2::text[], $3::int[], $4::bigint[]) AS line",
     )
     .bind(order_id)
     .bind(&skus)
@@ -129,18 +143,23 @@ pub async fn commit_reserved(
     lines: &[PricedLine],
 ) -> Result<(), sqlx::Error> {
     let (skus, quantities, _) = columns(lines);
-    lock_products_in_sku_order(tx, &skus).await?;
-    sqlx::query(
-        "UPDATE products p
-            SET reserved = p.reserved - l.quantity, updated_at = now()
-           FROM UNNEST($1::text[], $2::int[]) AS l (sku, quantity)
-          WHERE p.sku = l.sku",
-    )
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH {LOCKED_IN_SKU_ORDER},
+         sold AS (
+            UPDATE products p
+               SET reserved = p.reserved - l.quantity, updated_at = now()
+              FROM {LINES_OF_LOCKED} AS l
+             WHERE p.sku = l.sku
+         )
+         UPDATE reservations SET status = $4, updated_at = now() WHERE order_id = $3"
+    )))
     .bind(&skus)
     .bind(&quantities)
+    .bind(order_id)
+    .bind(ReservationStatus::Committed.as_str())
     .execute(&mut **tx)
     .await?;
-    set_status(tx, order_id, ReservationStatus::Committed).await
+    Ok(())
 }
 
 /// Gives a RESERVED or COMMITTED reservation's units back to `available`.
@@ -151,24 +170,40 @@ pub async fn release_held(
     reservation: &StoredReservation,
 ) -> Result<(), sqlx::Error> {
     let (skus, quantities, _) = columns(&reservation.lines);
-    lock_products_in_sku_order(tx, &skus).await?;
     // A reserved unit leaves `reserved`; a sold (committed) unit comes back from the customer.
     let from_reserved = reservation.status == ReservationStatus::Reserved;
-    sqlx::query(
-        "UPDATE products p
-            SET available = p.available + l.quantity,
-                reserved = p.reserved - CASE WHEN $3 THEN l.quantity ELSE 0 END,
-                updated_at = now()
-           FROM UNNEST($1::text[], $2::int[]) AS l (sku, quantity)
-          WHERE p.sku = l.sku",
-    )
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH {LOCKED_IN_SKU_ORDER},
+         returned AS (
+            UPDATE products p
+               SET available = p.available + l.quantity,
+                   reserved = p.reserved - CASE WHEN $5 THEN l.quantity ELSE 0 END,
+                   updated_at = now()
+              FROM {LINES_OF_LOCKED} AS l
+             WHERE p.sku = l.sku
+         )
+         UPDATE reservations SET status = $4, updated_at = now() WHERE order_id = $3"
+    )))
     .bind(&skus)
     .bind(&quantities)
+    .bind(order_id)
+    .bind(ReservationStatus::Released.as_str())
     .bind(from_reserved)
     .execute(&mut **tx)
     .await?;
-    set_status(tx, order_id, ReservationStatus::Released).await
+    Ok(())
 }
+
+/// A CTE that locks the products `$1` in sku order. Every statement that moves
+/// stock for several products takes their locks this way, so reservations,
+/// commits and releases of overlapping orders cannot deadlock (an
+/// `UPDATE ... FROM UNNEST` alone locks in whatever order its plan visits).
+const LOCKED_IN_SKU_ORDER: &str =
+    "locked AS MATERIALIZED (SELECT sku FROM products WHERE sku = ANY($1) ORDER BY sku FOR UPDATE)";
+
+/// The lines `$1`/`$2` (sku, quantity), joined to the locked products so that
+/// the update reading them runs after the locks are taken.
+const LINES_OF_LOCKED: &str = "(SELECT l.sku, l.quantity FROM UNNEST($1::text[], $2::int[]) AS l (sku, quantity) JOIN locked USING (sku))";
 
 /// Records that the order's stock was released before any reservation arrived,
 /// so a late ReserveStock is refused instead of holding stock for a dead order.
@@ -179,34 +214,6 @@ pub async fn insert_release_tombstone(
 ) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO reservations (order_id, status) VALUES ($1, 'RELEASED')")
         .bind(order_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Locks the products in sku order before an `UPDATE ... FROM UNNEST`, whose
-/// own locking order follows the query plan: every path then takes product
-/// locks in the same order, so reservations, commits and releases of
-/// overlapping orders cannot deadlock.
-async fn lock_products_in_sku_order(
-    tx: &mut Transaction<'_, Postgres>,
-    skus: &[&str],
-) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT 1 FROM products WHERE sku = ANY($1) ORDER BY sku FOR UPDATE")
-        .bind(skus)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-async fn set_status(
-    tx: &mut Transaction<'_, Postgres>,
-    order_id: Uuid,
-    status: ReservationStatus,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1")
-        .bind(order_id)
-        .bind(status.as_str())
         .execute(&mut **tx)
         .await?;
     Ok(())

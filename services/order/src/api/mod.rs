@@ -21,7 +21,11 @@ use tokio::sync::Semaphore;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use microcosm_messaging::outbox::Dispatcher;
+use microcosm_platform::telemetry::propagation::current_trace_id;
+
 use crate::db::orders;
+use crate::db::sagas::HistoryEntry;
 use crate::domain::{NewOrder, Order, OrderId};
 use crate::saga::driver::{Applied, Cause, SagaDriver};
 use crate::saga::machine::{SagaEvent, SagaState};
@@ -38,6 +42,7 @@ use parse::{parse_list_orders, parse_place_order};
 pub struct OrderApi {
     pool: PgPool,
     driver: SagaDriver,
+    dispatcher: Dispatcher,
     updates: OrderUpdates,
     participants: Participants,
     max_wait: Duration,
@@ -47,11 +52,13 @@ pub struct OrderApi {
 }
 
 impl OrderApi {
-    /// An API over the service's database, its saga driver, the broadcast of
-    /// saga moves, and the participants' APIs (for GetOrder with details).
+    /// An API over the service's database, its saga driver and dispatcher, the
+    /// broadcast of saga moves, and the participants' APIs (for GetOrder with
+    /// details).
     pub fn new(
         pool: PgPool,
         driver: SagaDriver,
+        dispatcher: Dispatcher,
         updates: OrderUpdates,
         participants: Participants,
         max_wait: Duration,
@@ -60,6 +67,7 @@ impl OrderApi {
         Self {
             pool,
             driver,
+            dispatcher,
             updates,
             participants,
             max_wait,
@@ -68,25 +76,40 @@ impl OrderApi {
         }
     }
 
-    /// Stores the order and starts its saga in one transaction, or finds the
-    /// order placed earlier with the same key.
-    async fn store_order(&self, order: &NewOrder) -> Result<(Order, bool), ApiError> {
+    /// Stores the order and starts its saga in one transaction, whose messages
+    /// are dispatched once it commits; or finds the order placed earlier with
+    /// the same key. Returns the order with its history, and whether it was
+    /// created. A new order is answered from what was written, not read back.
+    async fn store_order(
+        &self,
+        order: &NewOrder,
+    ) -> Result<(Order, Vec<HistoryEntry>, bool), ApiError> {
         let mut tx = self.pool.begin().await?;
-        let created = orders::insert_order(&mut tx, order).await?;
-        if created {
-            self.driver.start(&mut tx, order).await?;
-        }
+        let Some(created_at) = orders::insert_order(&mut tx, order).await? else {
+            tx.rollback().await?;
+            let stored =
+                orders::get_order_by_idempotency_key(&self.pool, order.idempotency_key.as_str())
+                    .await?
+                    .ok_or_else(|| ApiError::Vanished(order.idempotency_key.as_str().to_owned()))?;
+            if !order.is_retry_of(&stored) {
+                return Err(ApiError::IdempotencyKeyReused(
+                    order.idempotency_key.clone(),
+                ));
+            }
+            let (stored, history) = watch::read_order(&self.pool, stored.order_id).await?;
+            return Ok((stored, history, false));
+        };
+        let (started_at, outgoing) = self.driver.start(&mut tx, order).await?;
         tx.commit().await?;
-        let stored =
-            orders::get_order_by_idempotency_key(&self.pool, order.idempotency_key.as_str())
-                .await?
-                .ok_or_else(|| ApiError::Vanished(order.idempotency_key.as_str().to_owned()))?;
-        if !created && !order.is_retry_of(&stored) {
-            return Err(ApiError::IdempotencyKeyReused(
-                order.idempotency_key.clone(),
-            ));
-        }
-        Ok((stored, created))
+        self.dispatcher.dispatch_in_background(outgoing);
+        let history = vec![HistoryEntry {
+            from_state: None,
+            to_state: SagaState::START.name().to_owned(),
+            event: "order_placed".to_owned(),
+            message_id: None,
+            at: started_at,
+        }];
+        Ok((order.placed(created_at, current_trace_id()), history, true))
     }
 
     /// Asks the saga to cancel; FAILED_PRECONDITION once the order is confirmed.
@@ -96,10 +119,11 @@ impl OrderApi {
             name: "cancel_requested",
             message_id: None,
         };
-        let applied = self
+        let step = self
             .driver
             .apply(&mut tx, order_id, &SagaEvent::CancelRequested, cause)
             .await?;
+        let applied = step.applied;
         match applied {
             Applied::UnknownSaga => return Err(ApiError::UnknownOrder(order_id)),
             Applied::Ignored {
@@ -110,6 +134,10 @@ impl OrderApi {
         }
         tx.commit().await?;
         applied.record_metrics();
+        if matches!(applied, Applied::Moved { .. }) {
+            self.updates.moved(order_id.as_uuid());
+        }
+        self.dispatcher.dispatch_in_background(step.outgoing);
         Ok(())
     }
 }
@@ -133,12 +161,18 @@ impl OrderService for OrderApi {
             )));
         };
         let placed = parse_place_order(request.into_inner(), self.max_wait)?;
-        let (order, created) = self.store_order(&placed.order).await?;
+        // Listening before the order exists: no move of its saga can be missed.
+        let moves = (!placed.wait.is_zero()).then(|| self.updates.subscribe());
+        let (order, history, created) = self.store_order(&placed.order).await?;
         if created {
             tracing::info!(order_id = %order.order_id, customer_id = %order.customer_id, "order placed; saga started");
         }
-        let (order, history) =
-            watch::wait_until_final(&self.pool, &self.updates, order.order_id, placed.wait).await?;
+        let (order, history) = match moves {
+            Some(moves) => {
+                watch::wait_until_final(&self.pool, moves, (order, history), placed.wait).await?
+            }
+            None => (order, history),
+        };
         Ok(Response::new(pb::PlaceOrderResponse {
             order: Some(encode_order(order, history)),
             created,
@@ -219,9 +253,12 @@ impl OrderService for OrderApi {
     ) -> Result<Response<Self::WatchOrderStream>, Status> {
         let order_id =
             OrderId::parse("order_id", &request.into_inner().order_id).map_err(ApiError::from)?;
-        // Fail fast (NOT_FOUND) rather than open a stream for nothing.
-        watch::read_order(&self.pool, order_id).await?;
-        let updates = watch::watch(self.pool.clone(), &self.updates, order_id);
+        // Listening first, so that no move after the read below is missed; the
+        // read fails fast (NOT_FOUND) rather than open a stream for nothing, and
+        // is the stream's first update.
+        let moves = self.updates.subscribe();
+        let initial = watch::read_order(&self.pool, order_id).await?;
+        let updates = watch::watch(self.pool.clone(), moves, initial);
         Ok(Response::new(Box::pin(ReceiverStream::new(updates))))
     }
 }

@@ -1,6 +1,6 @@
 //! Following an order until it is final: WatchOrder, and PlaceOrder's wait.
 //!
-//! Both subscribe to [`OrderUpdates`] *before* reading the order, so a
+//! Both subscribe to the order updates (`saga::updates`) *before* reading the order, so a
 //! transition that commits between the read and the wait is never missed, and
 //! both re-read at least once a second in case a notification was lost.
 
@@ -17,7 +17,6 @@ use super::ApiError;
 use super::encode::encode_order;
 use crate::db::{orders, sagas};
 use crate::domain::{Order, OrderId, OrderStatus};
-use crate::saga::updates::OrderUpdates;
 
 /// How often a waiter re-reads the order even without a notification.
 const RECHECK: Duration = Duration::from_secs(1);
@@ -34,48 +33,56 @@ pub(super) async fn read_order(
     Ok((order, history))
 }
 
-/// Waits up to `wait` for the order to be CONFIRMED or CANCELLED; returns it as
+/// Waits up to `wait` for the order to be CONFIRMED or CANCELLED, starting from
+/// `current` (the order as last read or written) and re-reading it whenever
+/// `moves` (subscribed before `current` was read) says it moved; returns it as
 /// it is then, final or not.
 pub(super) async fn wait_until_final(
     pool: &PgPool,
-    updates: &OrderUpdates,
-    order_id: OrderId,
+    mut moves: broadcast::Receiver<Uuid>,
+    current: (Order, Vec<sagas::HistoryEntry>),
     wait: Duration,
 ) -> Result<(Order, Vec<sagas::HistoryEntry>), ApiError> {
-    let mut moved = updates.subscribe();
     let deadline = Instant::now() + wait;
+    let order_id = current.0.order_id;
+    let mut current = current;
     loop {
-        let (order, history) = read_order(pool, order_id).await?;
         let now = Instant::now();
-        if order.status != OrderStatus::Pending || now >= deadline {
-            return Ok((order, history));
+        if current.0.status != OrderStatus::Pending || now >= deadline {
+            return Ok(current);
         }
         let _ = tokio::time::timeout(
             (deadline - now).min(RECHECK),
-            next_move_of(&mut moved, order_id.as_uuid()),
+            next_move_of(&mut moves, order_id.as_uuid()),
         )
         .await;
+        current = read_order(pool, order_id).await?;
     }
 }
 
 /// Streams the order each time its saga moves, until it is final or the client
-/// goes away.
+/// goes away. The first update is `initial`, the order as it was read when the
+/// watch began (after subscribing to `moves`, so no later move is missed).
 pub(super) fn watch(
     pool: PgPool,
-    updates: &OrderUpdates,
-    order_id: OrderId,
+    mut moves: broadcast::Receiver<Uuid>,
+    initial: (Order, Vec<sagas::HistoryEntry>),
 ) -> mpsc::Receiver<Result<pb::WatchOrderResponse, Status>> {
     let (sender, receiver) = mpsc::channel(16);
-    let mut moved = updates.subscribe();
+    let order_id = initial.0.order_id;
     tokio::spawn(async move {
         let mut sent_transitions = None;
+        let mut next = Some(initial);
         loop {
-            let (order, history) = match read_order(&pool, order_id).await {
-                Ok(read) => read,
-                Err(error) => {
-                    let _ = sender.send(Err(error.into())).await;
-                    return;
-                }
+            let (order, history) = match next.take() {
+                Some(read) => read,
+                None => match read_order(&pool, order_id).await {
+                    Ok(read) => read,
+                    Err(error) => {
+                        let _ = sender.send(Err(error.into())).await;
+                        return;
+                    }
+                },
             };
             let finished = order.status != OrderStatus::Pending;
             // The order and its history are read one after the other, so a
@@ -95,7 +102,7 @@ pub(super) fn watch(
                 return;
             }
             tokio::select! {
-                _ = tokio::time::timeout(RECHECK, next_move_of(&mut moved, order_id.as_uuid())) => {}
+                _ = tokio::time::timeout(RECHECK, next_move_of(&mut moves, order_id.as_uuid())) => {}
                 () = sender.closed() => return,
             }
         }

@@ -37,43 +37,39 @@ const ORDER_SELECT: &str =
             o.created_at, o.updated_at, s.state AS saga_state, o.trace_id
        FROM orders o LEFT JOIN sagas s USING (order_id)";
 
-/// Stores a new PENDING order with its lines. Returns `false`, and stores
-/// nothing, if an order with the same idempotency key exists already.
+/// Stores a new PENDING order with its lines, in one statement, and returns
+/// when it was created. `None`, and nothing stored, if an order with the same
+/// idempotency key exists already.
 #[tracing::instrument(name = "db.insert_order", skip_all, fields(order_id = %order.order_id))]
 pub async fn insert_order(
     tx: &mut Transaction<'_, Postgres>,
     order: &NewOrder,
-) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO orders (order_id, customer_id, status, idempotency_key, trace_id)
-         VALUES ($1, $2, 'PENDING', $3, $4)
-         ON CONFLICT (idempotency_key) DO NOTHING",
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    let lines = order.lines.as_slice();
+    let line_numbers: Vec<i32> = (0..).take(lines.len()).collect();
+    let skus: Vec<&str> = lines.iter().map(|line| line.sku.as_str()).collect();
+    let quantities: Vec<i32> = lines.iter().map(|line| line.quantity.units()).collect();
+    sqlx::query_scalar(
+        "WITH placed AS (
+            INSERT INTO orders (order_id, customer_id, status, idempotency_key, trace_id)
+            VALUES ($1, $2, 'PENDING', $3, $4)
+            ON CONFLICT (idempotency_key) DO NOTHING
+            RETURNING order_id, created_at
+         ), lines AS (
+            INSERT INTO order_lines (order_id, line_no, sku, quantity)
+            SELECT placed.order_id, line.* FROM placed, UNNEST($5::int[], $6::text[], $7::int[]) AS line
+         )
+         SELECT created_at FROM placed",
     )
     .bind(order.order_id.as_uuid())
     .bind(order.customer_id.as_str())
     .bind(order.idempotency_key.as_str())
     .bind(current_trace_id())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(false);
-    }
-    let lines = order.lines.as_slice();
-    let line_numbers: Vec<i32> = (0..).take(lines.len()).collect();
-    let skus: Vec<&str> = lines.iter().map(|line| line.sku.as_str()).collect();
-    let quantities: Vec<i32> = lines.iter().map(|line| line.quantity.units()).collect();
-    sqlx::query(
-        "INSERT INTO order_lines (order_id, line_no, sku, quantity)
-         SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::int[])",
-    )
-    .bind(order.order_id.as_uuid())
     .bind(&line_numbers)
     .bind(&skus)
     .bind(&quantities)
-    .execute(&mut **tx)
-    .await?;
-    Ok(true)
+    .fetch_optional(&mut **tx)
+    .await
 }
 
 /// The order with `order_id`, if any.
@@ -176,36 +172,8 @@ async fn with_lines(
         .collect()
 }
 
-/// The customer and lines of an order, read inside a saga transaction to build
-/// the commands it sends.
-#[tracing::instrument(name = "db.order_for_saga", skip(tx))]
-pub async fn order_for_saga(
-    tx: &mut Transaction<'_, Postgres>,
-    order_id: OrderId,
-) -> Result<(String, Vec<PricedLine>), sqlx::Error> {
-    let customer_id: String =
-        sqlx::query_scalar("SELECT customer_id FROM orders WHERE order_id = $1")
-            .bind(order_id.as_uuid())
-            .fetch_one(&mut **tx)
-            .await?;
-    let lines: Vec<(String, i32, i64)> = sqlx::query_as(
-        "SELECT sku, quantity, unit_price_minor FROM order_lines WHERE order_id = $1 ORDER BY line_no",
-    )
-    .bind(order_id.as_uuid())
-    .fetch_all(&mut **tx)
-    .await?;
-    let lines = lines
-        .into_iter()
-        .map(|(sku, quantity, unit_price_minor)| PricedLine {
-            sku,
-            quantity,
-            unit_price_minor,
-        })
-        .collect();
-    Ok((customer_id, lines))
-}
-
-/// Records inventory's prices on the order's lines and the resulting total.
+/// Records inventory's prices on the order's lines and the resulting total, in
+/// one statement.
 #[tracing::instrument(name = "db.set_order_prices", skip(tx, prices))]
 pub async fn set_order_prices(
     tx: &mut Transaction<'_, Postgres>,
@@ -216,20 +184,19 @@ pub async fn set_order_prices(
     let skus: Vec<&str> = prices.iter().map(|(sku, _)| sku.as_str()).collect();
     let unit_prices: Vec<i64> = prices.iter().map(|(_, price)| *price).collect();
     sqlx::query(
-        "UPDATE order_lines l SET unit_price_minor = p.price
-           FROM UNNEST($2::text[], $3::bigint[]) AS p (sku, price)
-          WHERE l.order_id = $1 AND l.sku = p.sku",
+        "WITH priced AS (
+            UPDATE order_lines l SET unit_price_minor = p.price
+              FROM UNNEST($2::text[], $3::bigint[]) AS p (sku, price)
+             WHERE l.order_id = $1 AND l.sku = p.sku
+         )
+         UPDATE orders SET total_minor = $4, updated_at = now() WHERE order_id = $1",
     )
     .bind(order_id.as_uuid())
     .bind(&skus)
     .bind(&unit_prices)
+    .bind(total_minor)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE orders SET total_minor = $2, updated_at = now() WHERE order_id = $1")
-        .bind(order_id.as_uuid())
-        .bind(total_minor)
-        .execute(&mut **tx)
-        .await?;
     Ok(())
 }
 

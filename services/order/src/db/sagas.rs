@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use microcosm_platform::telemetry::propagation::current_trace_context;
 
+use crate::domain::PricedLine;
 use crate::saga::machine::{CancelReason, SagaState};
 
 #[derive(sqlx::FromRow)]
@@ -24,6 +25,10 @@ struct SagaRow {
     refund_pending: bool,
     traceparent: Option<String>,
     step_millis: i64,
+    customer_id: String,
+    skus: Vec<String>,
+    quantities: Vec<i32>,
+    unit_prices: Vec<i64>,
 }
 
 /// One stored transition.
@@ -54,16 +59,24 @@ pub struct TransitionRecord<'a> {
     pub message_id: Option<Uuid>,
 }
 
-/// The saga of `order_id`, locked until the transaction ends; `None` if there is none.
+/// The saga of `order_id`, locked until the transaction ends, with what its
+/// commands are built from (the order's customer and lines), in one statement;
+/// `None` if there is none.
 #[tracing::instrument(name = "db.lock_saga", skip(tx))]
 pub async fn lock_saga(
     tx: &mut Transaction<'_, Postgres>,
     order_id: Uuid,
 ) -> Result<Option<LockedSaga>, sqlx::Error> {
     let row: Option<SagaRow> = sqlx::query_as(
-        "SELECT state, attempt, amount_minor, reason, release_pending, refund_pending, traceparent,
-                (extract(epoch FROM now() - updated_at) * 1000)::bigint AS step_millis
-           FROM sagas WHERE order_id = $1 FOR UPDATE",
+        "SELECT s.state, s.attempt, s.amount_minor, s.reason, s.release_pending, s.refund_pending,
+                s.traceparent, (extract(epoch FROM now() - s.updated_at) * 1000)::bigint AS step_millis,
+                o.customer_id,
+                array(SELECT l.sku FROM order_lines l WHERE l.order_id = s.order_id ORDER BY l.line_no) AS skus,
+                array(SELECT l.quantity FROM order_lines l WHERE l.order_id = s.order_id ORDER BY l.line_no) AS quantities,
+                array(SELECT l.unit_price_minor FROM order_lines l WHERE l.order_id = s.order_id ORDER BY l.line_no) AS unit_prices
+           FROM sagas s JOIN orders o USING (order_id)
+          WHERE s.order_id = $1
+            FOR UPDATE OF s",
     )
     .bind(order_id)
     .fetch_optional(&mut **tx)
@@ -71,16 +84,30 @@ pub async fn lock_saga(
     row.map(|row| {
         let traceparent = row.traceparent.clone();
         let step_millis = row.step_millis;
+        let customer_id = row.customer_id.clone();
+        let lines = row
+            .skus
+            .iter()
+            .zip(&row.quantities)
+            .zip(&row.unit_prices)
+            .map(|((sku, quantity), unit_price_minor)| PricedLine {
+                sku: sku.clone(),
+                quantity: *quantity,
+                unit_price_minor: *unit_price_minor,
+            })
+            .collect();
         Ok(LockedSaga {
             state: decode_state(row)?,
             traceparent,
             step_millis,
+            customer_id,
+            lines,
         })
     })
     .transpose()
 }
 
-/// A saga read under its row lock.
+/// A saga read under its row lock, with its order's customer and lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockedSaga {
     /// Where it stands.
@@ -89,17 +116,24 @@ pub struct LockedSaga {
     pub traceparent: Option<String>,
     /// Milliseconds since the saga last moved (or re-sent its step).
     pub step_millis: i64,
+    /// The order's customer.
+    pub customer_id: String,
+    /// The order's lines (prices 0 until the stock is reserved).
+    pub lines: Vec<PricedLine>,
 }
 
 /// Stores the saga's new state (inserting it at the start), its deadline, and
-/// the transition in the history.
+/// the transition in the history, in one statement; returns when the
+/// transition was recorded. A saga that ends also wakes, on every replica,
+/// the watchers of its order (`NOTIFY order_status`; moves on the way are
+/// announced by the process that made them, see `saga::updates`).
 #[tracing::instrument(name = "db.save_saga", skip(tx, record), fields(to = record.to.name()))]
 pub async fn save_saga(
     tx: &mut Transaction<'_, Postgres>,
     order_id: Uuid,
     record: TransitionRecord<'_>,
     step_timeout: Duration,
-) -> Result<(), sqlx::Error> {
+) -> Result<DateTime<Utc>, sqlx::Error> {
     let state = record.to;
     let (attempt, amount_minor, reason, release_pending, refund_pending) = match state {
         SagaState::Reserving { attempt } | SagaState::Committing { attempt } => {
@@ -119,16 +153,22 @@ pub async fn save_saga(
         SagaState::Cancelled { reason } => (1, None, Some(reason), false, false),
     };
     let timeout_ms = i64::try_from(step_timeout.as_millis()).unwrap_or(i64::MAX);
-    sqlx::query(
-        "INSERT INTO sagas (order_id, state, attempt, amount_minor, reason, release_pending, refund_pending, deadline_at, traceparent)
-         VALUES ($1, $2, $3, $4, $5, $6, $7,
-                 CASE WHEN $8 THEN NULL ELSE now() + make_interval(secs => $9::double precision / 1000) END,
-                 nullif($10, ''))
-         ON CONFLICT (order_id) DO UPDATE
-            SET state = EXCLUDED.state, attempt = EXCLUDED.attempt,
-                amount_minor = coalesce(EXCLUDED.amount_minor, sagas.amount_minor),
-                reason = EXCLUDED.reason, release_pending = EXCLUDED.release_pending,
-                refund_pending = EXCLUDED.refund_pending, deadline_at = EXCLUDED.deadline_at, updated_at = now()",
+    let at: DateTime<Utc> = sqlx::query_scalar(
+        "WITH saga AS (
+            INSERT INTO sagas (order_id, state, attempt, amount_minor, reason, release_pending, refund_pending, deadline_at, traceparent)
+            VALUES ($1, $2, $3, $4, $5, $6, $7,
+                    CASE WHEN $8 THEN NULL ELSE now() + make_interval(secs => $9::double precision / 1000) END,
+                    nullif($10, ''))
+            ON CONFLICT (order_id) DO UPDATE
+               SET state = EXCLUDED.state, attempt = EXCLUDED.attempt,
+                   amount_minor = coalesce(EXCLUDED.amount_minor, sagas.amount_minor),
+                   reason = EXCLUDED.reason, release_pending = EXCLUDED.release_pending,
+                   refund_pending = EXCLUDED.refund_pending, deadline_at = EXCLUDED.deadline_at, updated_at = now()
+            RETURNING order_id
+         )
+         INSERT INTO saga_history (order_id, from_state, to_state, event, message_id)
+         SELECT order_id, $11, $2, $12, $13 FROM saga
+         RETURNING at",
     )
     .bind(order_id)
     .bind(state.name())
@@ -140,24 +180,26 @@ pub async fn save_saga(
     .bind(state.is_terminal())
     .bind(timeout_ms)
     .bind(current_trace_context().traceparent)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO saga_history (order_id, from_state, to_state, event, message_id) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(order_id)
     .bind(record.from.map(SagaState::name))
-    .bind(state.name())
     .bind(record.event)
     .bind(record.message_id)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    // Wake WatchOrder streams and waiting PlaceOrder calls, on every replica.
-    sqlx::query("SELECT pg_notify('order_status', $1)")
-        .bind(order_id.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    // Entering a final state (not a move within one, such as a late refund).
+    if state.is_terminal() && !record.from.is_some_and(SagaState::is_terminal) {
+        sqlx::query("SELECT pg_notify('order_status', $1)")
+            .bind(order_id.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(at)
+}
+
+/// Whether any saga's step deadline has passed.
+pub async fn any_overdue(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sagas WHERE deadline_at <= now())")
+        .fetch_one(pool)
+        .await
 }
 
 /// Sagas whose step deadline has passed, locked (skipping those another

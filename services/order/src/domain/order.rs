@@ -180,6 +180,32 @@ pub struct NewOrder {
 }
 
 impl NewOrder {
+    /// The order as it was just stored: PENDING, unpriced, its saga RESERVING.
+    pub fn placed(&self, created_at: DateTime<Utc>, trace_id: Option<String>) -> Order {
+        Order {
+            order_id: self.order_id,
+            customer_id: self.customer_id.to_string(),
+            status: OrderStatus::Pending,
+            reason: None,
+            lines: self
+                .lines
+                .as_slice()
+                .iter()
+                .map(|line| PricedLine {
+                    sku: line.sku.to_string(),
+                    quantity: line.quantity.units(),
+                    unit_price_minor: 0,
+                })
+                .collect(),
+            total_minor: 0,
+            idempotency_key: self.idempotency_key.as_str().to_owned(),
+            created_at,
+            updated_at: created_at,
+            saga_state: Some("RESERVING".to_owned()),
+            trace_id,
+        }
+    }
+
     /// Whether `existing` (found under the same idempotency key) is this same
     /// request, retried: same customer, same skus and quantities.
     pub fn is_retry_of(&self, existing: &Order) -> bool {

@@ -8,29 +8,35 @@
 
 use std::collections::BTreeMap;
 
-use microcosm_platform::messaging::consumer::{Delivery, HandlingError, MessageHandler};
-use microcosm_platform::messaging::envelope::type_name;
-use microcosm_platform::messaging::inbox::begin_unless_applied;
+use microcosm_messaging::consumer::{Delivery, Handled, HandlingError, MessageHandler};
+use microcosm_messaging::envelope::type_name;
+use microcosm_messaging::inbox::{Begun, begin_unless_applied};
 use microcosm_proto::messaging as msg;
 use microcosm_proto::messaging::envelope::Body;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::db::orders;
-use crate::domain::OrderId;
+use crate::domain::{OrderId, PricedLine};
 use crate::saga::driver::{Applied, Cause, SagaDriver};
 use crate::saga::machine::{CancelReason, SagaEvent, SagaState};
+use crate::saga::updates::OrderUpdates;
 
 /// Applies participants' replies to sagas.
 #[derive(Debug, Clone)]
 pub struct SagaReplies {
     pool: PgPool,
     driver: SagaDriver,
+    updates: OrderUpdates,
 }
 
 impl SagaReplies {
-    /// A handler over the service's database.
-    pub fn new(pool: PgPool, driver: SagaDriver) -> Self {
-        Self { pool, driver }
+    /// A handler over the service's database, announcing each move on `updates`.
+    pub fn new(pool: PgPool, driver: SagaDriver, updates: OrderUpdates) -> Self {
+        Self {
+            pool,
+            driver,
+            updates,
+        }
     }
 }
 
@@ -41,39 +47,44 @@ impl MessageHandler for SagaReplies {
         order_id = %delivery.message.correlation_id,
         attempt = delivery.attempt,
     ))]
-    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlingError> {
+    async fn handle(&self, delivery: &Delivery) -> Result<Handled, HandlingError> {
         let message = &delivery.message;
         let Some(event) = saga_event(&message.body)? else {
-            return Ok(()); // an event for other watchers, not a reply
+            return Ok(Handled::nothing()); // an event for other watchers, not a reply
         };
         let order_id = OrderId::from(message.correlation_id);
-        let Some(mut tx) = begin_unless_applied(&self.pool, delivery).await? else {
-            return Ok(());
+        let mut tx = match begin_unless_applied(&self.pool, delivery).await? {
+            Begun::New(tx) => tx,
+            // Applied before: the commands it caused go out again.
+            Begun::Applied(caused) => return Ok(Handled::dispatch(caused)),
         };
         let cause = Cause {
             name: type_name(&message.body),
             message_id: Some(message.message_id),
         };
-        let applied = self.driver.apply(&mut tx, order_id, &event, cause).await?;
-        match applied {
+        let step = self.driver.apply(&mut tx, order_id, &event, cause).await?;
+        match step.applied {
             Applied::Moved {
                 from: SagaState::Reserving { .. },
                 to: SagaState::Charging { .. },
                 ..
             } => {
                 if let Body::StockReserved(reserved) = &message.body {
-                    record_prices(&mut tx, order_id, reserved).await?;
+                    record_prices(&mut tx, order_id, &step.lines, reserved).await?;
                 }
             }
             Applied::Moved { .. } => {}
             Applied::Ignored { state, why } => {
-                tracing::info!(state = state.name(), why, "reply changes nothing")
+                tracing::debug!(state = state.name(), why, "reply changes nothing")
             }
             Applied::UnknownSaga => tracing::warn!("reply for an order with no saga; ignored"),
         }
         tx.commit().await?;
-        applied.record_metrics();
-        Ok(())
+        step.applied.record_metrics();
+        if matches!(step.applied, Applied::Moved { .. }) {
+            self.updates.moved(order_id.as_uuid());
+        }
+        Ok(Handled::dispatch(step.outgoing))
     }
 }
 
@@ -134,9 +145,9 @@ fn total_of(reserved: &msg::StockReserved) -> Result<i64, HandlingError> {
 async fn record_prices(
     tx: &mut Transaction<'_, Postgres>,
     order_id: OrderId,
+    ordered: &[PricedLine],
     reserved: &msg::StockReserved,
 ) -> Result<(), HandlingError> {
-    let (_, ordered) = orders::order_for_saga(tx, order_id).await?;
     let ordered: BTreeMap<&str, i32> = ordered
         .iter()
         .map(|line| (line.sku.as_str(), line.quantity))

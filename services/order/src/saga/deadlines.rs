@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use super::driver::{Cause, SagaDriver};
+use microcosm_messaging::outbox::Dispatcher;
+
+use super::driver::{Applied, Cause, SagaDriver};
 use super::machine::SagaEvent;
+use super::updates::OrderUpdates;
 use crate::db::sagas;
 use crate::domain::OrderId;
 use microcosm_platform::service::error_chain;
@@ -20,13 +23,26 @@ use microcosm_platform::shutdown::Shutdown;
 /// Most overdue sagas handled in one transaction.
 const SWEEP_BATCH: i64 = 100;
 
+/// What the sweeper works with.
+#[derive(Debug, Clone)]
+pub struct DeadlineSweeper {
+    /// The service's database.
+    pub pool: PgPool,
+    /// Applies `DeadlinePassed`.
+    pub driver: SagaDriver,
+    /// Publishes the re-sent commands once a sweep committed.
+    pub dispatcher: Dispatcher,
+    /// Announces the moves.
+    pub updates: OrderUpdates,
+}
+
 /// Sweeps every `interval` until shutdown.
 pub async fn run_deadline_sweeper(
-    pool: PgPool,
-    driver: SagaDriver,
+    sweeper: DeadlineSweeper,
     interval: Duration,
     shutdown: Shutdown,
 ) {
+    let pool = &sweeper.pool;
     let mut last_census = tokio::time::Instant::now();
     loop {
         tokio::select! {
@@ -36,7 +52,7 @@ pub async fn run_deadline_sweeper(
         if last_census.elapsed() >= CENSUS_INTERVAL {
             last_census = tokio::time::Instant::now();
             if shutdown
-                .unless_triggered(record_sagas_in_flight(&pool))
+                .unless_triggered(record_sagas_in_flight(pool))
                 .await
                 .is_none()
             {
@@ -45,7 +61,7 @@ pub async fn run_deadline_sweeper(
         }
         // A sweep abandoned by shutdown rolls back; the next process sweeps again.
         let Some(swept) = shutdown
-            .unless_triggered(sweep_overdue_sagas(&pool, &driver))
+            .unless_triggered(sweep_overdue_sagas(&sweeper))
             .await
         else {
             return;
@@ -90,8 +106,13 @@ async fn record_sagas_in_flight(pool: &PgPool) {
 /// # Errors
 /// If the database fails (nothing of the sweep is kept then).
 #[tracing::instrument(name = "saga.sweep_deadlines", skip_all)]
-pub async fn sweep_overdue_sagas(pool: &PgPool, driver: &SagaDriver) -> Result<usize, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+pub async fn sweep_overdue_sagas(sweeper: &DeadlineSweeper) -> Result<usize, sqlx::Error> {
+    // One cheap look first: a transaction of three statements four times a
+    // second for nothing would be most of an idle service's work.
+    if !sagas::any_overdue(&sweeper.pool).await? {
+        return Ok(0);
+    }
+    let mut tx = sweeper.pool.begin().await?;
     let overdue = sagas::lock_overdue_sagas(&mut tx, SWEEP_BATCH).await?;
     let cause = Cause {
         name: "deadline_passed",
@@ -103,7 +124,8 @@ pub async fn sweep_overdue_sagas(pool: &PgPool, driver: &SagaDriver) -> Result<u
         // A savepoint per saga: one saga that cannot be applied must not hold
         // back every other deadline.
         let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-        match driver
+        match sweeper
+            .driver
             .apply(
                 &mut savepoint,
                 OrderId::from(*order_id),
@@ -112,10 +134,10 @@ pub async fn sweep_overdue_sagas(pool: &PgPool, driver: &SagaDriver) -> Result<u
             )
             .await
         {
-            Ok(moved) => {
+            Ok(step) => {
                 savepoint.commit().await?;
                 applied += 1;
-                moves.push(moved);
+                moves.push((*order_id, step));
             }
             Err(error) => {
                 tracing::error!(%order_id, error = %error_chain(&error), "cannot apply a missed deadline; skipping this saga");
@@ -124,8 +146,16 @@ pub async fn sweep_overdue_sagas(pool: &PgPool, driver: &SagaDriver) -> Result<u
         }
     }
     tx.commit().await?;
-    for moved in &moves {
-        moved.record_metrics();
+    let mut outgoing = Vec::new();
+    for (order_id, step) in moves {
+        step.applied.record_metrics();
+        if matches!(step.applied, Applied::Moved { .. }) {
+            sweeper.updates.moved(order_id);
+        }
+        outgoing.extend(step.outgoing);
+    }
+    if let Err(error) = sweeper.dispatcher.dispatch(&outgoing).await {
+        tracing::warn!(error = %error_chain(&error), "could not publish the re-sent commands; the outbox sweeper will");
     }
     Ok(applied)
 }

@@ -9,8 +9,9 @@
 
 use std::time::Duration;
 
-use microcosm_platform::messaging::envelope::new_envelope;
-use microcosm_platform::messaging::outbox;
+use chrono::{DateTime, Utc};
+use microcosm_messaging::envelope::new_envelope;
+use microcosm_messaging::outbox::{self, Outgoing};
 use microcosm_platform::telemetry::propagation::context_of;
 use microcosm_proto::messaging as msg;
 use microcosm_proto::messaging::TraceContext;
@@ -98,6 +99,18 @@ impl Applied {
     }
 }
 
+/// One event applied: what it did, the messages it stored (to dispatch once
+/// the caller's transaction commits), and the order's lines as they were read.
+#[derive(Debug)]
+pub struct Step {
+    /// What happened to the saga.
+    pub applied: Applied,
+    /// Commands and events stored in the outbox.
+    pub outgoing: Vec<Outgoing>,
+    /// The order's lines (empty if there is no saga).
+    pub lines: Vec<PricedLine>,
+}
+
 /// Drives sagas with the configured deadlines and retry budget.
 #[derive(Debug, Clone, Copy)]
 pub struct SagaDriver {
@@ -109,7 +122,9 @@ pub struct SagaDriver {
 
 impl SagaDriver {
     /// Starts the saga of a newly stored order: RESERVING, with ReserveStock and
-    /// the `order.evt.placed` event in the outbox, in the order's own transaction.
+    /// the `order.evt.placed` event in the outbox, in the order's own
+    /// transaction. Returns when the saga started and the messages to dispatch
+    /// once that transaction commits.
     ///
     /// # Errors
     /// If the database fails.
@@ -118,7 +133,7 @@ impl SagaDriver {
         &self,
         tx: &mut Transaction<'_, Postgres>,
         order: &NewOrder,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(DateTime<Utc>, Vec<Outgoing>), sqlx::Error> {
         let order_id = order.order_id;
         let record = sagas::TransitionRecord {
             from: None,
@@ -126,7 +141,7 @@ impl SagaDriver {
             event: "order_placed",
             message_id: None,
         };
-        sagas::save_saga(tx, order_id.as_uuid(), record, self.step_timeout).await?;
+        let started = sagas::save_saga(tx, order_id.as_uuid(), record, self.step_timeout).await?;
         let lines: Vec<msg::StockLine> = order
             .lines
             .as_slice()
@@ -145,10 +160,12 @@ impl SagaDriver {
             order_id: order_id.to_string(),
             lines,
         });
-        for body in [placed, reserve] {
-            outbox::enqueue(tx, &new_envelope(body, order_id.as_uuid(), None, "order")).await?;
-        }
-        Ok(())
+        let envelopes = [placed, reserve]
+            .into_iter()
+            .map(|body| new_envelope(body, order_id.as_uuid(), None, "order"))
+            .collect();
+        let outgoing = outbox::enqueue(tx, envelopes).await?;
+        Ok((started, outgoing))
     }
 
     /// Applies `event` to the saga of `order_id`, in `tx`.
@@ -161,14 +178,24 @@ impl SagaDriver {
         order_id: OrderId,
         event: &SagaEvent,
         cause: Cause<'_>,
-    ) -> Result<Applied, sqlx::Error> {
+    ) -> Result<Step, sqlx::Error> {
         let Some(locked) = sagas::lock_saga(tx, order_id.as_uuid()).await? else {
-            return Ok(Applied::UnknownSaga);
+            return Ok(Step {
+                applied: Applied::UnknownSaga,
+                outgoing: Vec::new(),
+                lines: Vec::new(),
+            });
         };
         let span = saga_span(order_id, &cause, locked.traceparent.as_deref());
-        self.apply_locked(tx, order_id, &locked, event, cause)
+        let (applied, outgoing) = self
+            .apply_locked(tx, order_id, &locked, event, cause)
             .instrument(span)
-            .await
+            .await?;
+        Ok(Step {
+            applied,
+            outgoing,
+            lines: locked.lines,
+        })
     }
 
     async fn apply_locked(
@@ -178,12 +205,14 @@ impl SagaDriver {
         locked: &sagas::LockedSaga,
         event: &SagaEvent,
         cause: Cause<'_>,
-    ) -> Result<Applied, sqlx::Error> {
+    ) -> Result<(Applied, Vec<Outgoing>), sqlx::Error> {
         let state = locked.state;
         let span = tracing::Span::current();
         span.record("saga.from", state.name());
         let (next, commands) = match transition(state, event, self.retry) {
-            Transition::Ignored { why } => return Ok(Applied::Ignored { state, why }),
+            Transition::Ignored { why } => {
+                return Ok((Applied::Ignored { state, why }, Vec::new()));
+            }
             Transition::Moved { state, commands } => (state, commands),
         };
         span.record("saga.to", next.name());
@@ -195,10 +224,10 @@ impl SagaDriver {
         };
         sagas::save_saga(tx, order_id.as_uuid(), record, self.step_timeout).await?;
 
-        let (customer_id, lines) = orders::order_for_saga(tx, order_id).await?;
+        let (customer_id, lines) = (&locked.customer_id, &locked.lines);
         let mut bodies: Vec<Body> = commands
             .iter()
-            .map(|command| command_body(*command, order_id, &customer_id, &lines))
+            .map(|command| command_body(*command, order_id, customer_id, lines))
             .collect();
         match next {
             SagaState::Confirmed => {
@@ -221,25 +250,24 @@ impl SagaDriver {
             }
             _ => {}
         }
-        for body in bodies {
-            outbox::enqueue(
-                tx,
-                &new_envelope(body, order_id.as_uuid(), cause.message_id, "order"),
-            )
-            .await?;
-        }
-        tracing::info!(
+        let envelopes = bodies
+            .into_iter()
+            .map(|body| new_envelope(body, order_id.as_uuid(), cause.message_id, "order"))
+            .collect();
+        let outgoing = outbox::enqueue(tx, envelopes).await?;
+        tracing::debug!(
             event = cause.name,
             from = state.name(),
             to = next.name(),
             commands = commands.len(),
             "saga moved"
         );
-        Ok(Applied::Moved {
+        let applied = Applied::Moved {
             from: state,
             to: next,
             step_millis: locked.step_millis,
-        })
+        };
+        Ok((applied, outgoing))
     }
 }
 

@@ -1,10 +1,13 @@
-//! "Order X moved": a process-wide broadcast fed by PostgreSQL's
-//! `NOTIFY order_status`, which every saga transition sends when it commits.
+//! "Order X moved": a process-wide broadcast.
 //!
 //! WatchOrder streams and PlaceOrder calls that wait for a final state
-//! subscribe here instead of polling the database. Because the notification
-//! comes from the database, a transition made by another replica of the order
-//! service wakes the watchers on this one too.
+//! subscribe here instead of polling the database. The code that moves a saga
+//! announces the move itself, once its transaction committed ([`OrderUpdates::moved`]).
+//! A saga that *ends* also sends `NOTIFY order_status` from its transaction, so
+//! that waiters on the other replicas of the order service hear the end too
+//! (they catch intermediate moves made elsewhere at their next re-read). One
+//! notification per order, not one per move: in PostgreSQL up to 17 a
+//! transaction that notified holds a cluster-wide lock across its commit.
 
 use std::time::Duration;
 
@@ -37,6 +40,12 @@ impl OrderUpdates {
         Self {
             sender: broadcast::channel(CAPACITY).0,
         }
+    }
+
+    /// Announces that `order_id` moved (call after the commit).
+    pub fn moved(&self, order_id: Uuid) {
+        // No subscriber is fine: nobody is watching.
+        let _ = self.sender.send(order_id);
     }
 
     /// Receives the ids of orders that move from now on.

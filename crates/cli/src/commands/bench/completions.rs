@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use microcosm_platform::messaging::envelope;
+use microcosm_messaging::envelope;
 use microcosm_proto::messaging::envelope::Body;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -3,13 +3,16 @@
 //! A consumer calls [`record_inbox_message`] inside the transaction that applies
 //! the message's effect. If the id is new, the effect commits together with it;
 //! if it was seen before (a redelivery, or a duplicate publish past JetStream's
-//! window) the consumer skips the effect and just acknowledges. Either way the
-//! effect happens exactly once.
+//! window) the consumer skips the effect and publishes again what its first
+//! handling stored in the outbox: a reply lost after JetStream acknowledged it
+//! (JetStream acknowledges before it syncs to disk) reaches the saga after all.
+//! Either way the effect happens exactly once.
 
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::consumer::Delivery;
+use super::consumer::{Delivery, Handled, HandlingError};
+use super::outbox::{self, Outgoing};
 
 /// Records `message_id` as handled by `consumer`; `false` if it was already (the
 /// caller then commits without applying anything, which keeps the count of
@@ -38,29 +41,43 @@ pub async fn record_inbox_message(
     .await
 }
 
+/// Whether a delivery is new.
+#[derive(Debug)]
+pub enum Begun {
+    /// The first delivery: apply its effect in this transaction, whose inbox
+    /// row is written already.
+    New(Transaction<'static, Postgres>),
+    /// Applied before: these are the messages its first handling stored, to
+    /// be published again.
+    Applied(Vec<Outgoing>),
+}
+
 /// Opens the transaction that applies `delivery` and records its message in the
-/// inbox first. `None` if the message was applied before: the duplicate is
-/// counted and committed, and the caller only acknowledges it.
+/// inbox first. [`Begun::Applied`] if the message was applied before: the
+/// duplicate is counted and committed, and what it caused is read back.
 ///
 /// # Errors
 /// If the database fails.
 pub async fn begin_unless_applied(
     pool: &PgPool,
     delivery: &Delivery,
-) -> Result<Option<Transaction<'static, Postgres>>, sqlx::Error> {
+) -> Result<Begun, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let message_id = delivery.message.message_id;
     if record_inbox_message(&mut tx, message_id, &delivery.subject, delivery.consumer).await? {
-        return Ok(Some(tx));
+        return Ok(Begun::New(tx));
     }
-    tracing::info!(%message_id, "duplicate delivery; already applied");
+    let caused = outbox::caused_by(&mut tx, message_id).await?;
     tx.commit().await?;
-    Ok(None)
+    tracing::info!(%message_id, republished = caused.len(), "duplicate delivery; already applied, publishing what it caused again");
+    Ok(Begun::Applied(caused))
 }
 
 /// Ends the handling of a command: `reply` goes into the outbox, caused by the
 /// command and correlated with its saga, in the same transaction as the inbox row
 /// and the command's effect, which then commits. `producer` names the service.
+///
+/// The reply is returned for dispatch once committed.
 ///
 /// # Errors
 /// A transient [`HandlingError`] if the outbox write or the commit fails (the
@@ -70,9 +87,9 @@ pub async fn commit_with_reply(
     delivery: &Delivery,
     reply: microcosm_proto::messaging::envelope::Body,
     producer: &'static str,
-) -> Result<(), super::consumer::HandlingError> {
+) -> Result<Handled, HandlingError> {
     let message = &delivery.message;
-    tracing::info!(
+    tracing::debug!(
         reply = super::envelope::type_name(&reply),
         "command applied"
     );
@@ -82,9 +99,9 @@ pub async fn commit_with_reply(
         Some(message.message_id),
         producer,
     );
-    super::outbox::enqueue(&mut tx, &envelope).await?;
+    let reply = outbox::enqueue(&mut tx, vec![envelope]).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(Handled::dispatch(reply))
 }
 
 /// The error for a message on `service`'s command subjects that is not one of its
@@ -92,8 +109,8 @@ pub async fn commit_with_reply(
 pub fn not_a_command(
     service: &str,
     body: &microcosm_proto::messaging::envelope::Body,
-) -> super::consumer::HandlingError {
-    super::consumer::HandlingError::Permanent(format!(
+) -> HandlingError {
+    HandlingError::Permanent(format!(
         "{service} has no command {:?}",
         super::envelope::type_name(body)
     ))

@@ -1,12 +1,17 @@
 //! The consumer loop every service runs for each durable consumer.
 //!
-//! For each delivery: decode the envelope, hand it to the service's handler,
-//! and acknowledge only after the handler's transaction committed. A failure
+//! For each delivery: decode the envelope (once), hand it to the service's
+//! handler, publish what the handler's committed transaction stored in the
+//! outbox, and acknowledge only after JetStream acknowledged those. A failure
 //! that may pass (database down) is NAKed with a delay and redelivered; a
 //! message that can never be handled (undecodable, unknown type, or still
 //! failing on its last allowed delivery) is parked in `dead_letters`, reported,
 //! and acknowledged, so it never blocks the messages behind it and never
 //! crashes the service.
+//!
+//! Fault injection is not done here: a service wraps its handler in one that
+//! misbehaves on purpose (`microcosm_platform::faults::FaultyHandler`), and asks
+//! through [`Handled::after`] for its replies or its ack to be lost.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,20 +19,16 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use sqlx::PgPool;
-
-use super::envelope::{ReceivedEnvelope, decode};
-use super::streams::{ConsumerSpec, ensure_consumer};
-use opentelemetry::global;
-use opentelemetry::trace::TraceContextExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::faults::Faults;
-use crate::service::error_chain;
-use crate::shutdown::Shutdown;
-use crate::telemetry::propagation::{NatsHeaderExtractor, context_of};
+use super::envelope::{ReceivedEnvelope, decode};
+use super::outbox::{Dispatcher, Outgoing};
+use super::streams::{ConsumerSpec, ensure_consumer};
+use crate::error_chain;
+use crate::trace::{Received, process_span};
 
 /// One delivery of a message, as the handler sees it.
 #[derive(Debug)]
@@ -38,8 +39,37 @@ pub struct Delivery {
     pub subject: String,
     /// Which delivery this is (1 for the first).
     pub attempt: i64,
+    /// Its sequence number in the stream, when JetStream said.
+    pub stream_sequence: Option<u64>,
     /// The durable consumer's name (for the inbox).
     pub consumer: &'static str,
+    /// The JetStream message, for progress acks.
+    raw: Option<Arc<jetstream::Message>>,
+}
+
+impl Delivery {
+    /// A delivery of `message` on `subject` (first attempt), not tied to a
+    /// JetStream message: for handlers called outside the consumer loop.
+    pub fn new(message: ReceivedEnvelope, subject: String, consumer: &'static str) -> Self {
+        Self {
+            message,
+            subject,
+            attempt: 1,
+            stream_sequence: None,
+            consumer,
+            raw: None,
+        }
+    }
+
+    /// Tells JetStream the message is still being worked on, so it is neither
+    /// redelivered nor counted as another delivery while the handler waits.
+    pub async fn extend_ack_deadline(&self) {
+        if let Some(raw) = &self.raw
+            && let Err(error) = raw.ack_with(AckKind::Progress).await
+        {
+            tracing::debug!(%error, "could not extend the ack deadline");
+        }
+    }
 }
 
 /// Why a handler did not apply a message.
@@ -59,24 +89,76 @@ impl From<sqlx::Error> for HandlingError {
     }
 }
 
-/// A service's reaction to its messages. Implementations open a transaction,
-/// record the message in the inbox, apply the effect, write replies to the
-/// outbox, and commit — or skip everything if the inbox says "seen".
-pub trait MessageHandler: Send + Sync + 'static {
-    /// Applies one delivery.
-    fn handle(&self, delivery: &Delivery)
-    -> impl Future<Output = Result<(), HandlingError>> + Send;
+/// What happens once a handler's transaction committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AfterHandling {
+    /// Publish what was stored, then acknowledge the delivery.
+    #[default]
+    PublishThenAck,
+    /// Publish, but leave the delivery unacknowledged: JetStream redelivers it
+    /// after `ack_wait` (the `drop_ack_percent` fault flag, or a shutdown).
+    PublishWithoutAck,
+    /// Neither publish nor acknowledge, and record the messages as published:
+    /// a broker that acknowledged both and then lost them (a crash before its
+    /// disk sync) leaves exactly this (the `lose_next_replies` fault flag).
+    LoseRepliesAndAck,
 }
 
-/// Reads `spec`'s consumer until shutdown, handing each message to `handler`.
-/// Reconnects (with backoff) whenever NATS goes away.
+/// What handling a delivery left to do after its commit.
+#[derive(Debug, Default)]
+pub struct Handled {
+    /// The messages its transaction stored (or, for a duplicate, that its first
+    /// handling stored), to publish before acknowledging.
+    pub dispatch: Vec<Outgoing>,
+    /// What to do with them and with the delivery.
+    pub after: AfterHandling,
+}
+
+impl Handled {
+    /// Nothing to publish; acknowledge.
+    pub fn nothing() -> Self {
+        Self::default()
+    }
+
+    /// Publish `messages`, then acknowledge.
+    pub fn dispatch(messages: Vec<Outgoing>) -> Self {
+        Self {
+            dispatch: messages,
+            after: AfterHandling::PublishThenAck,
+        }
+    }
+}
+
+/// A service's reaction to its messages. Implementations open a transaction,
+/// record the message in the inbox, apply the effect, store replies in the
+/// outbox, commit, and return the replies for dispatch — or, if the inbox says
+/// "seen", return what the first handling stored.
+pub trait MessageHandler: Send + Sync + 'static {
+    /// Applies one delivery.
+    fn handle(
+        &self,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<Handled, HandlingError>> + Send;
+}
+
+/// What a consumer needs besides its handler.
+#[derive(Debug, Clone)]
+pub struct ConsumerContext {
+    /// JetStream, to consume from.
+    pub jetstream: jetstream::Context,
+    /// The service's database, for dead letters.
+    pub pool: PgPool,
+    /// Publishes what handlers stored.
+    pub dispatcher: Dispatcher,
+}
+
+/// Reads `spec`'s consumer until `shutdown`, handing each message to
+/// `handler`. Reconnects (with backoff) whenever NATS goes away.
 pub async fn run_consumer<H: MessageHandler>(
-    js: jetstream::Context,
-    pool: PgPool,
+    context: ConsumerContext,
     spec: ConsumerSpec,
     handler: H,
-    faults: Faults,
-    shutdown: Shutdown,
+    shutdown: CancellationToken,
 ) {
     crate::metrics::consumer_started(spec.durable);
     let handler = Arc::new(handler);
@@ -84,12 +166,13 @@ pub async fn run_consumer<H: MessageHandler>(
     let permits = Arc::new(Semaphore::new(spec.concurrency.max(1)));
     let mut in_flight = JoinSet::new();
     let mut backoff = Duration::from_millis(100);
-    while !shutdown.is_triggered() {
+    let js = &context.jetstream;
+    while !shutdown.is_cancelled() {
         // JetStream requests wait for a NATS that is not there: the set-up races
         // the shutdown signal like every other wait in this loop.
         let setting_up = async {
-            super::streams::ensure_streams(&js).await?;
-            let consumer = ensure_consumer(&js, &spec).await?;
+            super::streams::ensure_streams(js).await?;
+            let consumer = ensure_consumer(js, &spec).await?;
             let lag = tokio::spawn(report_lag(consumer.clone(), spec.durable));
             Ok::<_, async_nats::Error>((
                 consumer
@@ -100,7 +183,7 @@ pub async fn run_consumer<H: MessageHandler>(
                 AbortOnDrop(lag),
             ))
         };
-        let Some(messages) = shutdown.unless_triggered(setting_up).await else {
+        let Some(messages) = shutdown.run_until_cancelled(setting_up).await else {
             return;
         };
         let (mut messages, _lag_reporter) = match messages {
@@ -112,7 +195,7 @@ pub async fn run_consumer<H: MessageHandler>(
                 tracing::warn!(consumer = spec.durable, error = %error, ?backoff, "cannot consume yet; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
-                    () = shutdown.triggered() => return,
+                    () = shutdown.cancelled() => return,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
@@ -125,34 +208,30 @@ pub async fn run_consumer<H: MessageHandler>(
             // tolerates any order between different messages.
             let permit = tokio::select! {
                 permit = Arc::clone(&permits).acquire_owned() => permit,
-                () = shutdown.triggered() => break,
+                () = shutdown.cancelled() => break,
             };
             let Ok(permit) = permit else { break };
             let next = tokio::select! {
                 next = messages.next() => next,
-                () = shutdown.triggered() => break,
+                () = shutdown.cancelled() => break,
             };
             match next {
                 Some(Ok(message)) => {
-                    let span = process_span(&spec, &message);
-                    let (pool, spec, handler, faults, shutdown) = (
-                        pool.clone(),
-                        Arc::clone(&spec),
-                        Arc::clone(&handler),
-                        faults.clone(),
-                        shutdown.clone(),
-                    );
+                    let (context, spec, handler) =
+                        (context.clone(), Arc::clone(&spec), Arc::clone(&handler));
+                    let decoded = decode(&message.payload);
+                    let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
+                    let span = process_span(&Received {
+                        subject: message.subject.as_str(),
+                        consumer: spec.durable,
+                        attempt,
+                        headers: message.headers.as_ref(),
+                        envelope: decoded.as_ref().ok().map(|received| &received.envelope),
+                    });
                     in_flight.spawn(
                         async move {
-                            handle_delivery(
-                                &pool,
-                                &spec,
-                                handler.as_ref(),
-                                &faults,
-                                &shutdown,
-                                message,
-                            )
-                            .await;
+                            handle_delivery(&context, &spec, handler.as_ref(), message, decoded)
+                                .await;
                             drop(permit);
                         }
                         .instrument(span),
@@ -196,12 +275,11 @@ impl Drop for AbortOnDrop {
 }
 
 async fn handle_delivery<H: MessageHandler>(
-    pool: &PgPool,
+    context: &ConsumerContext,
     spec: &ConsumerSpec,
     handler: &H,
-    faults: &Faults,
-    shutdown: &Shutdown,
     message: jetstream::Message,
+    decoded: Result<ReceivedEnvelope, super::envelope::EnvelopeError>,
 ) {
     let (attempt, stream_sequence) = match message.info() {
         Ok(info) => (info.delivered, Some(info.stream_sequence)),
@@ -211,19 +289,17 @@ async fn handle_delivery<H: MessageHandler>(
         crate::metrics::redelivered(spec.durable);
     }
     let subject = message.subject.to_string();
-    if !wait_while_unavailable(faults, spec, &message, shutdown).await {
-        return; // shutting down: unacknowledged, so redelivered to whoever runs next
-    }
-    tokio::time::sleep(faults.added_latency()).await;
-    faults.crash_if_owed(pool).await;
-    let outcome = match decode(&message.payload) {
+    let message = Arc::new(message);
+    let outcome = match decoded {
         Err(error) => Err(HandlingError::Permanent(error.to_string())),
         Ok(received) => {
             let delivery = Delivery {
                 message: received,
                 subject: subject.clone(),
                 attempt,
+                stream_sequence,
                 consumer: spec.durable,
+                raw: Some(Arc::clone(&message)),
             };
             handler.handle(&delivery).await
         }
@@ -234,15 +310,11 @@ async fn handle_delivery<H: MessageHandler>(
         span.record("error.message", error.to_string());
     }
     let acknowledgement = match outcome {
-        Ok(()) if faults.should_drop_ack(stream_sequence.unwrap_or(0), attempt) => {
-            tracing::warn!(consumer = spec.durable, %subject, "dropping the ack (fault flag drop_ack_percent); JetStream will redeliver");
-            return;
-        }
-        Ok(()) => AckKind::Ack,
+        Ok(handled) => after_commit(&context.dispatcher, spec, &subject, attempt, handled).await,
         Err(HandlingError::Transient(cause)) if attempt < spec.max_deliver => {
             let delay = Duration::from_millis(100 * 2_u64.pow(attempt.clamp(0, 5) as u32));
             tracing::warn!(consumer = spec.durable, %subject, attempt, error = %error_chain(cause.as_ref()), ?delay, "handling failed; will be redelivered");
-            AckKind::Nak(Some(delay))
+            Some(AckKind::Nak(Some(delay)))
         }
         Err(error) => {
             let reason = match &error {
@@ -262,17 +334,20 @@ async fn handle_delivery<H: MessageHandler>(
                 reason: &reason,
                 payload: &message.payload,
             };
-            match park_dead_letter(pool, &parked).await {
+            match park_dead_letter(&context.pool, &parked).await {
                 Ok(()) => {
                     crate::metrics::dead_lettered(spec.durable);
-                    AckKind::Term
+                    Some(AckKind::Term)
                 }
                 Err(store_error) => {
                     tracing::warn!(%store_error, "could not park a dead letter; will be redelivered");
-                    AckKind::Nak(Some(Duration::from_secs(1)))
+                    Some(AckKind::Nak(Some(Duration::from_secs(1))))
                 }
             }
         }
+    };
+    let Some(acknowledgement) = acknowledgement else {
+        return; // left unacknowledged on purpose: JetStream redelivers it
     };
     if let Err(error) = message.ack_with(acknowledgement).await {
         // The message will be redelivered after ack_wait; the inbox makes that harmless.
@@ -280,65 +355,30 @@ async fn handle_delivery<H: MessageHandler>(
     }
 }
 
-/// The consumer span of one delivery (OpenTelemetry messaging conventions:
-/// operation `process`). Its parent is the producer's publish span, read from
-/// the message's W3C headers (or, for a message published without them, the
-/// trace context inside the envelope), so the whole saga is one trace. A
-/// redelivery is a second `process` span in the same trace, with a higher
-/// `messaging.nats.delivery_attempt`.
-fn process_span(spec: &ConsumerSpec, message: &jetstream::Message) -> tracing::Span {
-    let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
-    let decoded = decode(&message.payload).ok();
-    let span = tracing::info_span!(
-        "consumer.process",
-        otel.name = %format!("process {}", message.subject),
-        otel.kind = "consumer",
-        messaging.system = "nats",
-        messaging.operation.type = "process",
-        messaging.destination.name = %message.subject,
-        messaging.consumer.group.name = spec.durable,
-        messaging.message.id = decoded.as_ref().map(|received| received.message_id.to_string()).unwrap_or_default(),
-        messaging.nats.delivery_attempt = attempt,
-        order_id = decoded.as_ref().map(|received| received.correlation_id.to_string()).unwrap_or_default(),
-        otel.status_code = tracing::field::Empty,
-        error.message = tracing::field::Empty,
-    );
-    let from_headers = message.headers.as_ref().map(|headers| {
-        global::get_text_map_propagator(|propagator| {
-            propagator.extract(&NatsHeaderExtractor(headers))
-        })
-    });
-    let parent = match from_headers {
-        Some(context) if context.span().span_context().is_valid() => context,
-        _ => context_of(
-            decoded
-                .as_ref()
-                .and_then(|received| received.envelope.trace_context.as_ref()),
-        ),
-    };
-    let _ = span.set_parent(parent);
-    span
-}
-
-/// While the `unavailable` fault flag is on, holds the message without handling
-/// it, telling JetStream it is still being worked on (so it is neither
-/// redelivered nor counted as another delivery). `false` if shutdown came first.
-async fn wait_while_unavailable(
-    faults: &Faults,
+/// Publishes what the handler stored and says how to acknowledge the
+/// delivery: `None` to leave it unacknowledged.
+async fn after_commit(
+    dispatcher: &Dispatcher,
     spec: &ConsumerSpec,
-    message: &jetstream::Message,
-    shutdown: &Shutdown,
-) -> bool {
-    while faults.is_unavailable() {
-        if let Err(error) = message.ack_with(AckKind::Progress).await {
-            tracing::debug!(%error, "could not extend the ack deadline");
-        }
-        tokio::select! {
-            () = tokio::time::sleep((spec.ack_wait / 3).min(Duration::from_millis(500))) => {}
-            () = shutdown.triggered() => return false,
-        }
+    subject: &str,
+    attempt: i64,
+    handled: Handled,
+) -> Option<AckKind> {
+    if handled.after == AfterHandling::LoseRepliesAndAck {
+        dispatcher.lose(&handled.dispatch);
+        tracing::warn!(consumer = spec.durable, %subject, lost = handled.dispatch.len(), "losing the replies and the ack as a crashed broker would (fault flag lose_next_replies); JetStream will redeliver");
+        return None;
     }
-    true
+    if let Err(error) = dispatcher.dispatch(&handled.dispatch).await {
+        // Redelivered as a duplicate, it publishes its stored messages again.
+        let delay = Duration::from_millis(100 * 2_u64.pow(attempt.clamp(0, 5) as u32));
+        tracing::warn!(consumer = spec.durable, %subject, error = %error_chain(&error), ?delay, "could not publish what the message caused; will be redelivered");
+        return Some(AckKind::Nak(Some(delay)));
+    }
+    match handled.after {
+        AfterHandling::PublishThenAck => Some(AckKind::Ack),
+        AfterHandling::PublishWithoutAck | AfterHandling::LoseRepliesAndAck => None,
+    }
 }
 
 /// A message that can never be handled.

@@ -10,7 +10,7 @@ use microcosm_proto::messaging::Envelope;
 use microcosm_proto::messaging::envelope::Body;
 use uuid::Uuid;
 
-use crate::telemetry::propagation::current_trace_context;
+use crate::trace::current_trace_context;
 
 /// The subject a body is published on.
 pub fn subject_of(body: &Body) -> &'static str {
@@ -55,7 +55,10 @@ pub fn new_envelope(
         message_id: Uuid::now_v7().to_string(),
         correlation_id: correlation_id.to_string(),
         causation_id: causation_id.map(|id| id.to_string()).unwrap_or_default(),
-        occurred_at: Some(crate::grpc::timestamp(now)),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: now.timestamp(),
+            nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or(0),
+        }),
         // The trace of the transaction writing this message: a message published
         // later by the relay still continues it.
         trace_context: Some(current_trace_context()),
@@ -95,7 +98,8 @@ pub struct ReceivedEnvelope {
     pub correlation_id: Uuid,
     /// The body.
     pub body: Body,
-    /// The full envelope, for its trace context and producer.
+    /// The rest of the envelope (its body moved to `body`), for its trace
+    /// context and producer.
     pub envelope: Envelope,
 }
 
@@ -111,9 +115,10 @@ pub fn decode(payload: &[u8]) -> Result<ReceivedEnvelope, EnvelopeError> {
         .map_err(|_| EnvelopeError::BadMessageId(envelope.message_id.clone()))?;
     let correlation_id = Uuid::parse_str(&envelope.correlation_id)
         .map_err(|_| EnvelopeError::BadCorrelationId(envelope.correlation_id.clone()))?;
+    let mut envelope = envelope;
     let body = envelope
         .body
-        .clone()
+        .take()
         .ok_or_else(|| EnvelopeError::UnknownBody {
             message_id: envelope.message_id.clone(),
         })?;

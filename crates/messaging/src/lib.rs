@@ -3,11 +3,18 @@
 //!
 //! - [`envelope`]: building and reading the one message type, and its subject.
 //! - [`streams`]: the streams and durable consumers, declared by code at start.
-//! - [`outbox`]: write a message in the same transaction as the state change;
-//!   the relay publishes it later with `Nats-Msg-Id` = message id.
-//! - [`inbox`]: record a message id with its effect, so a redelivery has none.
-//! - [`consumer`]: the pull-consumer loop: decode, handle, ack after commit;
-//!   dead-letter what can never be handled.
+//! - [`outbox`]: write a message in the same transaction as the state change,
+//!   publish it right after the commit (dispatch), and sweep up, by polling,
+//!   whatever a crash kept from being dispatched. `Nats-Msg-Id` = message id.
+//! - [`inbox`]: record a message id with its effect, so a redelivery has none
+//!   (and gets the messages its first delivery caused published again).
+//! - [`consumer`]: the pull-consumer loop: decode once, handle, dispatch what
+//!   the handler stored, ack after the PubAcks; dead-letter what can never be
+//!   handled.
+//! - [`trace`]: the trace hop: the producer span, the consumer span, and the
+//!   one carrier of the trace context (W3C headers on the NATS message, with
+//!   the envelope's copy as a fallback).
+//! - [`metrics`]: the messaging instruments.
 //!
 //! The NATS client is created once per process and shared. It keeps reconnecting
 //! on its own when NATS goes away; the health probe reports NOT_SERVING meanwhile.
@@ -15,13 +22,15 @@
 pub mod consumer;
 pub mod envelope;
 pub mod inbox;
+pub mod metrics;
 pub mod outbox;
 pub mod streams;
+pub mod trace;
 
 use std::time::Duration;
 
-/// The outbox, inbox and dead-letter tables every service has, applied before
-/// the service's own migrations.
+/// The outbox, inbox and dead-letter tables every service has, applied together
+/// with the service's own migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Why NATS could not be reached.
@@ -82,13 +91,25 @@ pub fn is_connected(client: &async_nats::Client) -> bool {
     client.connection_state() == async_nats::connection::State::Connected
 }
 
+/// An error and its causes on one line: `a: b: c`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_messaging_tables_are_embedded() {
         assert!(
             super::MIGRATOR.iter().count() >= 1,
-            "crates/platform/migrations was not embedded"
+            "crates/messaging/migrations was not embedded"
         );
     }
 }
