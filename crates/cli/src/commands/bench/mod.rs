@@ -38,6 +38,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use microcosm_audit::{AuditDatabases, AuditOptions};
 use microcosm_testkit::ServiceKind;
+use microcosm_testkit::nats::SyncInterval;
 use microcosm_testkit::work::STATS_FLUSH_DELAY;
 
 use self::report::{AuditVerdict, BenchReport, ServiceFigures};
@@ -96,6 +97,11 @@ pub(crate) struct BenchArgs {
     /// The services' RUST_LOG (they log JSON to files, as the test kit runs them).
     #[arg(long, value_name = "FILTER", default_value = "info")]
     service_log: String,
+    /// JetStream's disk sync in the bench's nats-server: `always`, or
+    /// milliseconds (default: the server's, 2 minutes). Needs nats-server 2.10
+    /// or later; see docs/failure-isolation.md for what each choice survives.
+    #[arg(long, value_name = "always|MS")]
+    nats_sync_interval: Option<SyncInterval>,
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "PATH")]
     report_json: Option<PathBuf>,
@@ -151,7 +157,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let plan = BenchPlan::from_args(&args)?;
     let machine = Machine::describe();
     eprintln!("bench: starting a private PostgreSQL, NATS and the three services");
-    let stack = BenchStack::start(&args.service_log).await?;
+    let stack = BenchStack::start(&args.service_log, args.nats_sync_interval.clone()).await?;
 
     eprintln!(
         "bench: timing {} cold starts of each service",
@@ -215,6 +221,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         audit,
         saga_work,
         monolith_work,
+        nats_sync_interval: args.nats_sync_interval.clone(),
     };
     println!("{}", report.to_table());
     if let Some(path) = &args.report_json {

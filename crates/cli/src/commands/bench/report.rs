@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use microcosm_testkit::nats::SyncInterval;
 use microcosm_testkit::{ServiceKind, WorkReading};
 use serde_json::{Value, json};
 
@@ -67,6 +68,8 @@ pub(crate) struct BenchReport {
     pub(crate) saga_work: WorkReading,
     /// What the monolith load cost, in total.
     pub(crate) monolith_work: WorkReading,
+    /// JetStream's disk sync, if not the server's default.
+    pub(crate) nats_sync_interval: Option<SyncInterval>,
 }
 
 /// The processes counted in "CPU per order": the load generator (the bench
@@ -268,9 +271,13 @@ impl BenchReport {
             .load_average
             .map(|load| format!(", load average {load:.2} at the start"))
             .unwrap_or_default();
+        let sync = self
+            .nats_sync_interval
+            .as_ref()
+            .map_or_else(|| "default (2 min)".to_owned(), ToString::to_string);
         let _ = writeln!(
             out,
-            "Microcosm bench: {} CPUs{memory}{load}\n",
+            "Microcosm bench: {} CPUs{memory}{load}; JetStream sync_interval {sync}\n",
             self.machine.cpus
         );
 
@@ -436,6 +443,7 @@ impl BenchReport {
                 "memory_mib": self.machine.memory_bytes.map(|bytes| bytes as f64 / MIB),
                 "load_average_at_start": self.machine.load_average,
             },
+            "nats_sync_interval": self.nats_sync_interval.as_ref().map(ToString::to_string),
             "services": services,
             "saga": {
                 "mode": mode,

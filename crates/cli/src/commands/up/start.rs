@@ -8,6 +8,7 @@
 //! no recovery on the next run).
 
 use anyhow::{Context as _, bail};
+use microcosm_testkit::nats::SyncInterval;
 use microcosm_testkit::{
     Nats, Postgres, ServiceKind, ServiceOptions, ServiceProcess, Stack, free_port,
     nats_server_binary, postgres_bin_dir, service_binary,
@@ -28,6 +29,8 @@ pub(crate) struct StartPlan<'a> {
     pub(crate) env_files: ServiceEnvFiles,
     /// Where the services export their spans: the collector `up` runs.
     pub(crate) otlp_endpoint: String,
+    /// JetStream's disk sync, if not the server's default.
+    pub(crate) nats_sync_interval: Option<SyncInterval>,
 }
 
 /// Fails, naming every missing program and how to install it, if PostgreSQL, nats-server
@@ -61,7 +64,11 @@ impl StartPlan<'_> {
         );
         let (postgres, nats) = tokio::try_join!(
             Postgres::start_in(self.data_dir.postgres(), free_port()?),
-            Nats::start_in(self.data_dir.nats(), free_port()?),
+            Nats::start_in(
+                self.data_dir.nats(),
+                free_port()?,
+                self.nats_sync_interval.clone()
+            ),
         )?;
         for kind in ServiceKind::all() {
             postgres
