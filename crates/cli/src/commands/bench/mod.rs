@@ -37,9 +37,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use microcosm_audit::{AuditDatabases, AuditOptions};
-use microcosm_testkit::ServiceKind;
 use microcosm_testkit::nats::SyncInterval;
 use microcosm_testkit::work::STATS_FLUSH_DELAY;
+use microcosm_testkit::{OtlpCollector, ServiceKind};
 
 use self::report::{AuditVerdict, BenchReport, ServiceFigures};
 use self::resources::{Machine, PeakRssSampler};
@@ -102,6 +102,11 @@ pub(crate) struct BenchArgs {
     /// or later; see docs/failure-isolation.md for what each choice survives.
     #[arg(long, value_name = "always|MS")]
     nats_sync_interval: Option<SyncInterval>,
+    /// Export the services' spans and metrics over OTLP to a collector the
+    /// bench runs (as `microcosm up` does: every second), so that memory and
+    /// CPU are measured with telemetry export on.
+    #[arg(long)]
+    otlp: bool,
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "PATH")]
     report_json: Option<PathBuf>,
@@ -157,7 +162,17 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let plan = BenchPlan::from_args(&args)?;
     let machine = Machine::describe();
     eprintln!("bench: starting a private PostgreSQL, NATS and the three services");
-    let stack = BenchStack::start(&args.service_log, args.nats_sync_interval.clone()).await?;
+    let collector = match args.otlp {
+        true => Some(OtlpCollector::start().await?),
+        false => None,
+    };
+    let telemetry = collector.as_ref().map(OtlpCollector::endpoint);
+    let stack = BenchStack::start(
+        &args.service_log,
+        args.nats_sync_interval.clone(),
+        telemetry.as_deref(),
+    )
+    .await?;
 
     eprintln!(
         "bench: timing {} cold starts of each service",
@@ -222,6 +237,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         saga_work,
         monolith_work,
         nats_sync_interval: args.nats_sync_interval.clone(),
+        otlp_export: args.otlp,
     };
     println!("{}", report.to_table());
     if let Some(path) = &args.report_json {

@@ -70,6 +70,8 @@ pub(crate) struct BenchReport {
     pub(crate) monolith_work: WorkReading,
     /// JetStream's disk sync, if not the server's default.
     pub(crate) nats_sync_interval: Option<SyncInterval>,
+    /// Whether the services exported spans and metrics over OTLP.
+    pub(crate) otlp_export: bool,
 }
 
 /// The processes counted in "CPU per order": the load generator (the bench
@@ -277,8 +279,9 @@ impl BenchReport {
             .map_or_else(|| "default (2 min)".to_owned(), ToString::to_string);
         let _ = writeln!(
             out,
-            "Microcosm bench: {} CPUs{memory}{load}; JetStream sync_interval {sync}\n",
-            self.machine.cpus
+            "Microcosm bench: {} CPUs{memory}{load}; JetStream sync_interval {sync}; OTLP export {}\n",
+            self.machine.cpus,
+            if self.otlp_export { "on" } else { "off" }
         );
 
         let _ = writeln!(
@@ -444,6 +447,7 @@ impl BenchReport {
                 "load_average_at_start": self.machine.load_average,
             },
             "nats_sync_interval": self.nats_sync_interval.as_ref().map(ToString::to_string),
+            "otlp_export": self.otlp_export,
             "services": services,
             "saga": {
                 "mode": mode,

@@ -38,10 +38,12 @@ impl BenchStack {
     /// Starts PostgreSQL and NATS, provisions the three service databases, and
     /// starts inventory, billing and then order (which needs the other two's
     /// endpoints) with `RUST_LOG=service_log`; JetStream syncs to disk as
-    /// `sync_interval` says (the server's default if `None`).
+    /// `sync_interval` says (the server's default if `None`); with
+    /// `otlp_endpoint`, the services export their telemetry there.
     pub(crate) async fn start(
         service_log: &str,
         sync_interval: Option<SyncInterval>,
+        otlp_endpoint: Option<&str>,
     ) -> anyhow::Result<Self> {
         let (postgres, nats) =
             tokio::try_join!(Postgres::start(), Nats::start_syncing(sync_interval))?;
@@ -64,6 +66,17 @@ impl BenchStack {
                 ("SEED_DEMO_DATA".to_owned(), "false".to_owned()),
                 ("RUST_LOG".to_owned(), service_log.to_owned()),
             ];
+            if let Some(endpoint) = otlp_endpoint {
+                // As deploy/env sets it for `microcosm up` and compose.
+                env.extend([
+                    (
+                        "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+                        endpoint.to_owned(),
+                    ),
+                    ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "1000".to_owned()),
+                    ("OTEL_METRIC_EXPORT_INTERVAL".to_owned(), "1000".to_owned()),
+                ]);
+            }
             if kind == ServiceKind::Order {
                 for started in &services {
                     let variable = match started.kind() {
