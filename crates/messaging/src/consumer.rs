@@ -101,7 +101,7 @@ pub enum AfterHandling {
     /// Neither publish nor acknowledge, and record the messages as published:
     /// a broker that acknowledged both and then lost them (a crash before its
     /// disk sync) leaves exactly this (the `lose_next_replies` fault flag).
-    LoseRepliesAndAck,
+    LoseRepliesUnacked,
 }
 
 /// What handling a delivery left to do after its commit.
@@ -364,7 +364,9 @@ async fn after_commit(
     attempt: i64,
     handled: Handled,
 ) -> Option<AckKind> {
-    if handled.after == AfterHandling::LoseRepliesAndAck {
+    // Never on the last allowed delivery: JetStream would not deliver it again,
+    // and the replies recorded as published would be lost for good.
+    if handled.after == AfterHandling::LoseRepliesUnacked && attempt < spec.max_deliver {
         dispatcher.lose(&handled.dispatch);
         tracing::warn!(consumer = spec.durable, %subject, lost = handled.dispatch.len(), "losing the replies and the ack as a crashed broker would (fault flag lose_next_replies); JetStream will redeliver");
         return None;
@@ -377,7 +379,9 @@ async fn after_commit(
     }
     match handled.after {
         AfterHandling::PublishThenAck => Some(AckKind::Ack),
-        AfterHandling::PublishWithoutAck | AfterHandling::LoseRepliesAndAck => None,
+        // (lost replies on a last delivery were published above, as usual)
+        AfterHandling::LoseRepliesUnacked if attempt >= spec.max_deliver => Some(AckKind::Ack),
+        AfterHandling::PublishWithoutAck | AfterHandling::LoseRepliesUnacked => None,
     }
 }
 

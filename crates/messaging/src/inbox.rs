@@ -3,10 +3,10 @@
 //! A consumer calls [`record_inbox_message`] inside the transaction that applies
 //! the message's effect. If the id is new, the effect commits together with it;
 //! if it was seen before (a redelivery, or a duplicate publish past JetStream's
-//! window) the consumer skips the effect and publishes again what its first
-//! handling stored in the outbox: a reply lost after JetStream acknowledged it
-//! (JetStream acknowledges before it syncs to disk) reaches the saga after all.
-//! Either way the effect happens exactly once.
+//! window) the consumer skips the effect. A *redelivery* also publishes again
+//! what its first handling stored in the outbox: a reply lost after JetStream
+//! acknowledged it (JetStream acknowledges before it syncs to disk) reaches the
+//! saga after all. Either way the effect happens exactly once.
 
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -54,7 +54,8 @@ pub enum Begun {
 
 /// Opens the transaction that applies `delivery` and records its message in the
 /// inbox first. [`Begun::Applied`] if the message was applied before: the
-/// duplicate is counted and committed, and what it caused is read back.
+/// duplicate is counted and committed, and, if JetStream is redelivering it,
+/// what it caused is read back to be published again.
 ///
 /// # Errors
 /// If the database fails.
@@ -67,9 +68,19 @@ pub async fn begin_unless_applied(
     if record_inbox_message(&mut tx, message_id, &delivery.subject, delivery.consumer).await? {
         return Ok(Begun::New(tx));
     }
-    let caused = outbox::caused_by(&mut tx, message_id).await?;
+    // Only a redelivery (JetStream delivering the same stream message again)
+    // means this handler's first attempt may not have been followed by its
+    // replies. A copy published anew (a sweep, or a re-publish like this one,
+    // past JetStream's duplicate window) is a first delivery of a message that
+    // was handled: publishing again what it caused would replay the rest of
+    // the saga one more time, down to its final events.
+    let caused = if delivery.attempt > 1 {
+        outbox::caused_by(&mut tx, message_id).await?
+    } else {
+        Vec::new()
+    };
     tx.commit().await?;
-    tracing::info!(%message_id, republished = caused.len(), "duplicate delivery; already applied, publishing what it caused again");
+    tracing::info!(%message_id, attempt = delivery.attempt, republished = caused.len(), "duplicate delivery; already applied");
     Ok(Begun::Applied(caused))
 }
 

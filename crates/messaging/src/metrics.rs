@@ -68,7 +68,8 @@ pub fn redelivered(consumer: &'static str) {
         .add(1, &consumer_attribute(consumer));
 }
 
-/// `count` outbox rows were published (dispatched or swept).
+/// `count` outbox rows were published (dispatched or swept) and stored by
+/// JetStream (a duplicate it dropped is not counted).
 pub fn outbox_published(count: u64) {
     instruments().outbox_published.add(count, &[]);
 }

@@ -78,8 +78,10 @@ pub async fn enqueue(
         causations.push(Uuid::parse_str(&envelope.causation_id).ok());
     }
     let stored: Vec<(i64, Uuid)> = sqlx::query_as(
-        "INSERT INTO outbox (message_id, subject, payload, causation_id)
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::uuid[])
+        // created_at is when the row is written, not when its transaction began:
+        // the sweeper's grace period must not be used up by a long transaction.
+        "INSERT INTO outbox (message_id, subject, payload, causation_id, created_at)
+         SELECT *, clock_timestamp() FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::uuid[])
          RETURNING id, message_id",
     )
     .bind(&message_ids)
@@ -190,10 +192,10 @@ impl Dispatcher {
         if messages.is_empty() {
             return Ok(());
         }
-        let (acknowledged, failure) =
-            publish_all(&self.jetstream, messages, self.ack_timeout).await;
-        crate::metrics::outbox_published(acknowledged.len() as u64);
-        self.remember(acknowledged);
+        let published = publish_all(&self.jetstream, messages, self.ack_timeout).await;
+        crate::metrics::outbox_published(published.stored);
+        let failure = published.failure;
+        self.remember(published.acknowledged);
         match failure {
             Some(error) => Err(error),
             None => Ok(()),
@@ -244,8 +246,13 @@ impl Dispatcher {
     }
 
     /// Marks what was acknowledged since the last call as published, in one
-    /// statement. On failure the ids are kept for the next call.
-    async fn mark_acknowledged(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+    /// statement. On failure the ids are kept for the next call. The sweeper
+    /// calls it every round; a service calls it once more on its way out,
+    /// after its consumers finished.
+    ///
+    /// # Errors
+    /// If the database fails.
+    pub async fn mark_acknowledged(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
         let ids = self.take_acknowledged();
         if ids.is_empty() {
             return Ok(());
@@ -261,14 +268,23 @@ impl Dispatcher {
     }
 }
 
+/// What one publish batch achieved.
+struct Published {
+    /// The outbox ids JetStream acknowledged.
+    acknowledged: Vec<i64>,
+    /// How many of those it stored (the rest it had already: duplicates).
+    stored: u64,
+    /// The first failure.
+    failure: Option<RelayError>,
+}
+
 /// Publishes every message, then collects the acknowledgements: one round trip
-/// of latency for the batch. Returns the outbox ids acknowledged, and the first
-/// failure.
+/// of latency for the batch.
 async fn publish_all(
     js: &jetstream::Context,
     messages: &[Outgoing],
     ack_timeout: Duration,
-) -> (Vec<i64>, Option<RelayError>) {
+) -> Published {
     let mut pending = Vec::with_capacity(messages.len());
     let mut failure = None;
     for message in messages {
@@ -303,10 +319,12 @@ async fn publish_all(
     // hold a sweep's rows locked for minutes while NATS is stalled.
     let deadline = tokio::time::Instant::now() + ack_timeout;
     let mut acknowledged = Vec::with_capacity(pending.len());
+    let mut stored = 0;
     for (message, ack) in pending {
         let source: async_nats::Error = match tokio::time::timeout_at(deadline, ack).await {
-            Ok(Ok(_)) => {
+            Ok(Ok(ack)) => {
                 acknowledged.push(message.outbox_id);
+                stored += u64::from(!ack.duplicate);
                 continue;
             }
             Ok(Err(error)) => error.into(),
@@ -317,7 +335,11 @@ async fn publish_all(
             source,
         });
     }
-    (acknowledged, failure)
+    Published {
+        acknowledged,
+        stored,
+        failure,
+    }
 }
 
 /// Settings of the sweeper.
@@ -477,14 +499,17 @@ pub async fn sweep_batch(
         return Ok(0);
     }
     let messages: Vec<Outgoing> = rows.into_iter().map(outgoing_from_row).collect();
-    let (acknowledged, failure) =
-        publish_all(&dispatcher.jetstream, &messages, settings.ack_timeout).await;
+    let Published {
+        acknowledged,
+        stored,
+        failure,
+    } = publish_all(&dispatcher.jetstream, &messages, settings.ack_timeout).await;
     sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
         .bind(&acknowledged)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    crate::metrics::outbox_published(acknowledged.len() as u64);
+    crate::metrics::outbox_published(stored);
     tracing::Span::current().record("published", acknowledged.len());
     if !acknowledged.is_empty() {
         tracing::info!(

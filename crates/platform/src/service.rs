@@ -481,7 +481,7 @@ impl ServiceHost {
             }
             running.abort_all();
         }
-        close_connections(&self.nats, &self.pool, &shutdown).await;
+        close_connections(&self.nats, &self.pool, &self.dispatcher, &shutdown).await;
         match failure {
             Some(error) => Err(error),
             None => Ok(()),
@@ -489,11 +489,26 @@ impl ServiceHost {
     }
 }
 
-/// Flushes what NATS still buffers (only while connected: a flush waits for a
-/// connection that may never come back) and closes the pool (whose server may
-/// be gone), together within [`CLOSE_BOUND`].
-async fn close_connections(nats: &async_nats::Client, pool: &PgPool, shutdown: &Shutdown) {
+/// Marks what the consumers dispatched since the sweeper's last round as
+/// published (else the next process publishes it again, to be dropped as a
+/// duplicate), flushes what NATS still buffers (only while connected: a flush
+/// waits for a connection that may never come back) and closes the pool (whose
+/// server may be gone), together within [`CLOSE_BOUND`].
+async fn close_connections(
+    nats: &async_nats::Client,
+    pool: &PgPool,
+    dispatcher: &Dispatcher,
+    shutdown: &Shutdown,
+) {
     let deadline = tokio::time::Instant::now() + CLOSE_BOUND;
+    // At most half the bound: rows left unmarked cost only a duplicate publish
+    // (dropped by JetStream), so this never holds up the rest.
+    let marking = tokio::time::timeout(CLOSE_BOUND / 2, dispatcher.mark_acknowledged(pool)).await;
+    if !matches!(marking, Ok(Ok(()))) {
+        tracing::debug!(
+            "dispatched outbox rows left unmarked; the next sweep publishes them again"
+        );
+    }
     if microcosm_messaging::is_connected(nats) {
         match tokio::time::timeout_at(deadline, nats.flush()).await {
             Ok(Ok(())) => {}

@@ -60,7 +60,7 @@ impl<H: MessageHandler> MessageHandler for FaultyHandler<H> {
         self.faults.crash_if_owed(&self.pool).await;
         let mut handled = self.inner.handle(delivery).await?;
         if self.faults.take_lost_replies(&self.pool).await {
-            handled.after = AfterHandling::LoseRepliesAndAck;
+            handled.after = AfterHandling::LoseRepliesUnacked;
         } else if self
             .faults
             .should_drop_ack(delivery.stream_sequence.unwrap_or(0), delivery.attempt)

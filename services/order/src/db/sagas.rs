@@ -84,6 +84,7 @@ pub async fn lock_saga(
     row.map(|row| {
         let traceparent = row.traceparent.clone();
         let step_millis = row.step_millis;
+        let amount_minor = row.amount_minor;
         let customer_id = row.customer_id.clone();
         let lines = row
             .skus
@@ -100,6 +101,7 @@ pub async fn lock_saga(
             state: decode_state(row)?,
             traceparent,
             step_millis,
+            amount_minor,
             customer_id,
             lines,
         })
@@ -116,9 +118,13 @@ pub struct LockedSaga {
     pub traceparent: Option<String>,
     /// Milliseconds since the saga last moved (or re-sent its step).
     pub step_millis: i64,
+    /// What the saga charges, once the stock is priced (kept after CHARGING).
+    pub amount_minor: Option<i64>,
     /// The order's customer.
     pub customer_id: String,
-    /// The order's lines (prices 0 until the stock is reserved).
+    /// The order's lines. Their skus and quantities never change; their prices
+    /// are as of the statement's start, which can predate a transaction this
+    /// one waited for on the saga's lock: take the amount from `amount_minor`.
     pub lines: Vec<PricedLine>,
 }
 

@@ -234,10 +234,12 @@ impl SagaDriver {
                 orders::finish_order(tx, order_id, OrderStatus::Confirmed, None).await?;
                 bodies.push(Body::OrderConfirmed(msg::OrderConfirmed {
                     order_id: order_id.to_string(),
-                    total_minor: lines
-                        .iter()
-                        .map(|line| i64::from(line.quantity) * line.unit_price_minor)
-                        .sum(),
+                    total_minor: locked.amount_minor.unwrap_or_else(|| {
+                        lines
+                            .iter()
+                            .map(|line| i64::from(line.quantity) * line.unit_price_minor)
+                            .sum()
+                    }),
                 }));
             }
             SagaState::Cancelled { reason } => {
