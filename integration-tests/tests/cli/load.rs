@@ -17,11 +17,19 @@ async fn load_places_the_orders_asked_for_and_every_one_ends() {
         .run(&["load", "--orders", "60", "--rate", "60"])
         .await
         .expect_exit(0);
+    // Retries are allowed: on a starved machine a call can wait past the pool's
+    // acquire timeout and be answered UNAVAILABLE; the client sends it again with
+    // the same idempotency key, and the audit below proves nothing was doubled.
+    let summary = run
+        .stderr
+        .lines()
+        .rfind(|line| line.starts_with("load: 60 placed, "))
+        .unwrap_or_else(|| panic!("no summary line:\n{}", run.stderr));
     assert!(
-        run.stderr
-            .contains("60 placed, 0 retried, 0 could not be placed"),
-        "{}",
-        run.stderr
+        summary.ends_with(" retried, 0 could not be placed"),
+        "{}\norder service log:\n{}",
+        run.stderr,
+        stack.order.log_tail()
     );
     wait_until_no_order_pending(&stack, Duration::from_secs(60)).await;
     let report = audit(&stack).await;
